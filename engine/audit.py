@@ -1,0 +1,59 @@
+"""The append-only audit trail: one event per action (who, what, when, before, after).
+
+Rows are only ever inserted; nothing in the engine updates or deletes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select
+
+from engine.store.models import audit_event
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    id: int
+    case_id: int | None
+    at: datetime
+    actor_id: str | None
+    action: str
+    task_id: str | None
+    before: object
+    after: object
+
+
+def record(
+    conn: Connection,
+    action: str,
+    *,
+    at: datetime,
+    actor_id: str | None,
+    case_id: int | None = None,
+    task_id: str | None = None,
+    before: Mapping[str, object] | None = None,
+    after: Mapping[str, object] | None = None,
+) -> None:
+    conn.execute(
+        insert(audit_event).values(
+            case_id=case_id,
+            at=at,
+            actor_id=actor_id,
+            action=action,
+            task_id=task_id,
+            before=dict(before) if before is not None else None,
+            after=dict(after) if after is not None else None,
+        )
+    )
+
+
+def timeline(conn: Connection, case_id: int) -> list[AuditEvent]:
+    rows = conn.execute(
+        select(audit_event).where(audit_event.c.case_id == case_id).order_by(audit_event.c.id)
+    ).all()
+    return [
+        AuditEvent(r.id, r.case_id, r.at, r.actor_id, r.action, r.task_id, r.before, r.after) for r in rows
+    ]

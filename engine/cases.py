@@ -1,0 +1,144 @@
+"""Cases: start one on the newest spec version of its process, read it back, list its timeline.
+
+The work-order verbs of the glossary (accept, dispatch, return_case …) are user tasks of the BPMN and
+go through ``engine.tasks.complete_task``; this module owns the case row itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+
+from engine import audit, orgs, spiff, specs
+from engine.errors import Conflict, InvalidInput, NotFound
+from engine.projection import refresh
+from engine.runtime import Runtime, Step, save_instance
+from engine.store.models import case, human_task
+
+KINDS = {"work_order": "WO", "dispute": "DS", "grid_event": "GE", "demo": "DM"}
+MAX_TITLE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class CaseView:
+    id: int
+    number: str
+    kind: str
+    process_id: str
+    spec_version_id: int
+    title: str
+    category: str | None
+    channel: str | None
+    grid_id: str | None
+    status: str
+    version: int
+    created_at: datetime
+    closed_at: datetime | None
+    next_wake_at: datetime | None
+    data: dict[str, object]
+
+
+def _view(row: object) -> CaseView:
+    r = row
+    return CaseView(
+        id=r.id, number=r.number, kind=r.kind, process_id=r.process_id,  # type: ignore[attr-defined]
+        spec_version_id=r.spec_version_id, title=r.title, category=r.category,  # type: ignore[attr-defined]
+        channel=r.channel, grid_id=r.grid_id, status=r.status, version=r.version,  # type: ignore[attr-defined]
+        created_at=r.created_at, closed_at=r.closed_at, next_wake_at=r.next_wake_at,  # type: ignore[attr-defined]
+        data=dict(r.data or {}),  # type: ignore[attr-defined]
+    )
+
+
+def start_case(
+    process_id: str,
+    *,
+    rt: Runtime,
+    actor: str | None,
+    title: str,
+    kind: str = "work_order",
+    grid_id: str | None = None,
+    category: str | None = None,
+    channel: str | None = None,
+    data: Mapping[str, object] | None = None,
+    variables: Mapping[str, object] | None = None,
+    idempotency_key: str | None = None,
+) -> CaseView:
+    """Open a case on the newest deployed version of ``process_id`` and run it to its first wait."""
+    title = (title or "").strip()
+    if not title or len(title) > MAX_TITLE:
+        raise InvalidInput("case.invalid_title", f"a case needs a title of 1 to {MAX_TITLE} characters",
+                           {"fields": {"title": "required, at most 200 characters"}})
+    if kind not in KINDS:
+        raise InvalidInput("case.unknown_kind", f"unknown case kind '{kind}'", {"kind": kind, "known": list(KINDS)})
+    now = rt.now()
+    with rt.db.write() as conn:
+        if idempotency_key is not None:
+            existing = conn.execute(select(case).where(case.c.idempotency_key == idempotency_key)).first()
+            if existing is not None:
+                return _view(existing)
+        unit_path = orgs.get_unit(conn, grid_id).path if grid_id else None
+        version_id = specs.latest_version_id(conn, process_id)
+        entry = rt.specs.get(conn, version_id)
+        routing = {"case_kind": kind, "category": category, "channel": channel, "grid_id": grid_id,
+                   **dict(variables or {})}
+        instance = spiff.Instance.start(entry.spec, entry.subprocess_specs, rt.sandbox, routing, rt.clock)
+        case_id = conn.execute(
+            insert(case).values(
+                number=f"tmp-{now.timestamp()}-{id(instance)}", kind=kind, process_id=process_id,
+                spec_version_id=version_id, title=title, category=category, channel=channel, grid_id=grid_id,
+                unit_path=unit_path, priority="normal", status="open", version=1, data=dict(data or {}),
+                reporter_id=actor, idempotency_key=idempotency_key, created_by=actor,
+                created_at=now, updated_at=now,
+            )
+        ).inserted_primary_key[0]
+        number = f"{KINDS[kind]}{now:%Y%m%d}{case_id:06d}"
+        row = conn.execute(select(case).where(case.c.id == case_id)).one()
+        step = Step(rt, conn, row, entry, instance, now, 1)
+        save_instance(conn, case_id, instance, now)
+        refresh(step, actor=actor)
+        conn.execute(update(case).where(case.c.id == case_id).values(number=number, **step.case_values))
+        audit.record(conn, "case.started", at=now, actor_id=actor, case_id=case_id,
+                     after={"process_id": process_id, "spec_version_id": version_id, "title": title,
+                            "category": category, "channel": channel, "grid_id": grid_id})
+        result = conn.execute(select(case).where(case.c.id == case_id)).one()
+    rt.workflows.put(case_id, 1, instance)
+    return _view(result)
+
+
+def get_case(case_id: int, *, rt: Runtime) -> CaseView:
+    with rt.db.read() as conn:
+        row = conn.execute(select(case).where(case.c.id == case_id)).first()
+    if row is None:
+        raise NotFound("case.not_found", f"case {case_id} does not exist", {"case_id": case_id})
+    return _view(row)
+
+
+def find_case(reference: str, *, rt: Runtime) -> CaseView:
+    """A case by id or by number (``WO20261121000001``)."""
+    with rt.db.read() as conn:
+        query = select(case).where(case.c.id == int(reference)) if reference.isdigit() else select(case).where(
+            case.c.number == reference
+        )
+        row = conn.execute(query).first()
+    if row is None:
+        raise NotFound("case.not_found", f"no case '{reference}'", {"reference": reference})
+    return _view(row)
+
+
+def open_task_ids(case_id: int, *, rt: Runtime) -> list[str]:
+    with rt.db.read() as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                select(human_task.c.id).where(human_task.c.case_id == case_id, human_task.c.state == "ready")
+            )
+        ]
+
+
+def ensure_open(row: object) -> None:
+    status = getattr(row, "status", None)
+    if status != "open":
+        raise Conflict("case.closed", f"case is {status}", {"status": status})

@@ -1,0 +1,124 @@
+"""Projections refreshed inside every step: ``human_task`` rows (with assignment), ``timer`` rows and
+the case's ``next_wake_at``. Work lists and schedulers read these tables, never a workflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, insert, select, update
+
+from engine import audit, orgs
+from engine.runtime import Step
+from engine.specs import lane_role
+from engine.store.models import human_task, outbox, timer
+
+# The task data variable that names the org unit of a task, by role (set by dispatch / multi-instance).
+UNIT_VARIABLES = {"department": ("department", "lead_department")}
+
+
+@dataclass(frozen=True, slots=True)
+class TaskChange:
+    created: list[str]
+    closed: list[str]
+
+
+def refresh(step: Step, *, completed_task: str | None = None, actor: str | None = None) -> TaskChange:
+    """Bring human tasks and timers in line with the live workflow, in the step's transaction."""
+    change = _refresh_tasks(step, completed_task=completed_task, actor=actor)
+    _refresh_timers(step)
+    if step.instance.completed:
+        step.case_values.update(status="completed", closed_at=step.now, next_wake_at=None)
+    return change
+
+
+def _refresh_tasks(step: Step, *, completed_task: str | None, actor: str | None) -> TaskChange:
+    conn, now = step.conn, step.now
+    open_rows = {
+        r[0]
+        for r in conn.execute(
+            select(human_task.c.id).where(human_task.c.case_id == step.case_id, human_task.c.state == "ready")
+        )
+    }
+    ready = {t.task_id: t for t in step.instance.ready_user_tasks()}
+    closed = [tid for tid in open_rows if tid not in ready]
+    for tid in closed:
+        done = tid == completed_task
+        conn.execute(
+            update(human_task)
+            .where(human_task.c.id == tid)
+            .values(
+                state="completed" if done else "cancelled",
+                completed_at=now,
+                completed_by=actor if done else None,
+            )
+        )
+        if not done:
+            audit.record(conn, "task.cancelled", at=now, actor_id=actor, case_id=step.case_id, task_id=tid)
+    created = [tid for tid in ready if tid not in open_rows]
+    for tid in created:
+        task = ready[tid]
+        meta = step.spec.user_tasks.get(task.task_spec)
+        role = lane_role(meta.lane_id or "") if meta else None
+        unit = _assign_unit(step, role, task.data) if role else None
+        conn.execute(
+            insert(human_task).values(
+                id=tid,
+                case_id=step.case_id,
+                task_spec=meta.bpmn_id if meta else task.task_spec,
+                name=meta.name if meta else task.task_spec,
+                lane=meta.lane_name if meta else None,
+                role=role,
+                org_unit_id=unit,
+                assignee_id=None,
+                form_key=meta.form_key if meta else None,
+                state="ready",
+                created_at=now,
+            )
+        )
+        conn.execute(
+            insert(outbox).values(
+                created_at=now,
+                topic="task.created",
+                recipient_id=None,
+                case_id=step.case_id,
+                payload={"task_id": tid, "role": role, "org_unit_id": unit, "name": meta.name if meta else None},
+                attempts=0,
+            )
+        )
+    return TaskChange(created, closed)
+
+
+def _assign_unit(step: Step, role: str, data: dict[str, object]) -> str | None:
+    hint = None
+    for variable in UNIT_VARIABLES.get(role, ()):
+        value = data.get(variable)
+        if isinstance(value, str) and value:
+            hint = value
+            break
+    grid = step.case.grid_id or hint
+    if grid is None:
+        return None
+    return orgs.resolve_assignment(step.conn, role=role, grid_id=str(grid), unit_hint=hint)
+
+
+def _refresh_timers(step: Step) -> None:
+    conn = step.conn
+    waiting = {(t.task_id, t.task_spec, t.due_at) for t in step.instance.waiting_timers()}
+    stored = {
+        (r.task_id, r.task_spec, r.due_at)
+        for r in conn.execute(
+            select(timer.c.task_id, timer.c.task_spec, timer.c.due_at).where(timer.c.case_id == step.case_id)
+        )
+    }
+    if waiting != stored:
+        conn.execute(delete(timer).where(timer.c.case_id == step.case_id))
+        if waiting:
+            conn.execute(
+                insert(timer),
+                [
+                    {"case_id": step.case_id, "task_id": tid, "task_spec": spec, "due_at": due}
+                    for tid, spec, due in waiting
+                ],
+            )
+    step.case_values["next_wake_at"] = min((due for _, _, due in waiting), default=None)

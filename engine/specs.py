@@ -1,0 +1,401 @@
+"""Process specs: validate BPMN/DMN/form sets, deploy them as spec versions, pick the version to run.
+
+Owns the rules a process owner's files must meet before anything runs (ARCHITECTURE §2 "Specs"):
+well-formed, entity-free XML; the BPMN 2.0 XSD; only elements the engine supports; every script,
+condition and timer compiled in the sandbox; every lane a known role; every user task with a form;
+SLA properties that parse; no event-based gateway with two timers. Validation collects *all*
+problems, each with file, element id and line. Deploying stores each set once by content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from lxml import etree
+from sqlalchemy import Connection, func, insert, select
+
+from engine import spiff
+from engine.calendar import parse_duration
+from engine.errors import EngineError, NotFound, Problem, SpecError
+from engine.orgs import ROLES
+from engine.sandbox import Sandbox
+from engine.store.models import spec_version
+
+MAX_FILE_BYTES = 5 * 1024 * 1024
+BPMN = spiff.BPMN_NS
+CAMUNDA = spiff.CAMUNDA_NS
+DMN_NAMESPACES = (
+    "http://www.omg.org/spec/DMN/20151101/dmn.xsd",
+    "https://www.omg.org/spec/DMN/20191111/MODEL/",
+    "http://www.omg.org/spec/DMN/20180521/MODEL/",
+)
+
+# Flow elements the engine runs. Anything else in the BPMN model namespace that is a flow element is
+# refused by name instead of being dropped silently.
+SUPPORTED_FLOW = {
+    "startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent",
+    "userTask", "manualTask", "scriptTask", "businessRuleTask", "task", "subProcess", "callActivity",
+    "exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway", "sequenceFlow",
+    "receiveTask", "sendTask",
+}
+UNSUPPORTED = {
+    "serviceTask": "service tasks call external systems; gridcase has no service connector — model it as a "
+    "user task or a script task",
+    "complexGateway": "complex gateways are not supported; use an inclusive or exclusive gateway",
+    "transaction": "transaction subprocesses are not supported",
+    "adHocSubProcess": "ad-hoc subprocesses are not supported",
+    "dataStoreReference": "data stores are not supported; keep data in the case",
+    "compensateEventDefinition": "compensation events are not supported",
+    "choreography": "choreographies are not supported",
+    "choreographyTask": "choreographies are not supported",
+    "conversation": "conversations are not supported",
+    "globalTask": "global tasks are not supported",
+}
+TIMER_TAGS = ("timeDuration", "timeDate", "timeCycle")
+_ISO_LITERAL = re.compile(
+    r"^(R\d*/)?(P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?"
+    r"|\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?)"
+    r"(/(P[\dYMWDTHS.]+|\d{4}-\d{2}-\d{2}\S*))?$"
+)
+_WARN_AT = re.compile(r"^(\d{1,3})%$")
+
+
+@dataclass(slots=True)
+class Validation:
+    """Everything validation found, and the parsed processes when there were no errors."""
+
+    problems: list[Problem] = field(default_factory=list)
+    processes: dict[str, spiff.ParsedProcess] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # name -> normalised text of each BPMN/DMN
+    forms: dict[str, str] = field(default_factory=dict)  # form key -> schema text
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+    def add(self, file: str, message: str, *, element_id: str | None = None, line: int | None = None,
+            severity: str = "error") -> None:
+        self.problems.append(Problem(file, message, element_id, line, severity))
+
+
+@dataclass(frozen=True, slots=True)
+class DeployedVersion:
+    id: int
+    process_id: str
+    content_hash: str
+    created: bool  # False when an identical version already existed
+
+
+def lane_role(lane_id: str) -> str | None:
+    """The role a lane stands for: its id is the role code, optionally prefixed ``lane_``."""
+    code = lane_id.removeprefix("lane_")
+    return code if code in ROLES else None
+
+
+# --- reading files ------------------------------------------------------------------------------------------
+
+
+def read_sources(paths: list[Path]) -> dict[str, bytes]:
+    """BPMN/DMN files named or found under the given paths, keyed by a readable relative name."""
+    found: dict[str, bytes] = {}
+    for path in paths:
+        if path.is_dir():
+            for file in sorted([*path.rglob("*.bpmn"), *path.rglob("*.bpmn20.xml"), *path.rglob("*.dmn")]):
+                found[str(file.relative_to(path.parent))] = file.read_bytes()
+        elif path.exists():
+            found[path.name] = path.read_bytes()
+        else:
+            raise NotFound("spec.file_not_found", f"no such file or directory: {path}", {"path": str(path)})
+    return found
+
+
+def default_forms_dir(paths: list[Path]) -> Path | None:
+    """``forms/`` beside the ``workflows/`` folder the files come from."""
+    for path in paths:
+        for parent in [path, *path.resolve().parents]:
+            candidate = parent / "forms"
+            if candidate.is_dir():
+                return candidate
+    return None
+
+
+# --- validation -----------------------------------------------------------------------------------------------
+
+
+def validate(sources: Mapping[str, bytes], *, forms_dir: Path | None, sandbox: Sandbox) -> Validation:
+    """Check every file and every process in ``sources``; collect all problems."""
+    result = Validation()
+    trees: dict[str, etree._Element] = {}
+    for name, raw in sources.items():
+        tree = _load_xml(name, raw, result)
+        if tree is not None:
+            trees[name] = tree
+    parser = spiff.new_parser()
+    lanes: dict[str, tuple[str, str]] = {}
+    executable: list[tuple[str, str]] = []  # (file, process id)
+    for name, tree in trees.items():
+        if _is_dmn(tree):
+            _check_dmn(name, tree, sandbox, result)
+        else:
+            executable.extend(_check_bpmn(name, tree, sandbox, forms_dir, result, lanes))
+        result.files[name] = etree.tostring(tree, encoding="unicode")
+        try:
+            spiff.add_file(parser, tree, name)
+        except spiff.SpiffParseError as err:
+            result.add(err.file or name, err.message, element_id=err.element_id, line=err.line)
+    if not result.ok:
+        return result
+    for name, process_id in executable:
+        try:
+            result.processes[process_id] = spiff.parse_process(parser, process_id, lanes)
+        except spiff.SpiffParseError as err:
+            result.add(err.file or name, err.message, element_id=err.element_id or process_id, line=err.line)
+    return result
+
+
+def _load_xml(name: str, raw: bytes, result: Validation) -> etree._Element | None:
+    if len(raw) > MAX_FILE_BYTES:
+        result.add(name, f"file is {len(raw)} bytes; the limit is {MAX_FILE_BYTES}")
+        return None
+    head = raw[:4096].decode("utf-8", "replace")
+    if "<!DOCTYPE" in head or "<!ENTITY" in raw.decode("utf-8", "replace"):
+        line = head[: head.find("<!")].count("\n") + 1 if "<!" in head else None
+        result.add(name, "DOCTYPE and entity declarations are not allowed in process files (XXE / entity "
+                   "expansion)", line=line)
+        return None
+    try:
+        return etree.fromstring(raw, parser=spiff.safe_xml_parser())
+    except etree.XMLSyntaxError as err:
+        result.add(name, f"not well-formed XML: {err.msg}", line=err.lineno)
+        return None
+
+
+def _is_dmn(tree: etree._Element) -> bool:
+    return (etree.QName(tree).namespace or "") in DMN_NAMESPACES or "DMN" in (etree.QName(tree).namespace or "")
+
+
+def _check_bpmn(
+    name: str,
+    tree: etree._Element,
+    sandbox: Sandbox,
+    forms_dir: Path | None,
+    result: Validation,
+    lanes: dict[str, tuple[str, str]],
+) -> list[tuple[str, str]]:
+    if etree.QName(tree).namespace != BPMN:
+        result.add(name, f"not a BPMN 2.0 document (root element {etree.QName(tree).localname} in namespace "
+                   f"{etree.QName(tree).namespace})", line=tree.sourceline)
+        return []
+    processes = _executable_processes(name, tree, result)
+    _literalise_timers(tree)
+    for line, message in spiff.xsd_problems(tree):
+        result.add(name, f"BPMN schema: {message}", line=line)
+    for el in tree.iter(f"{{{BPMN}}}*"):
+        tag = etree.QName(el).localname
+        if tag in UNSUPPORTED:
+            result.add(name, f"unsupported element {tag}: {UNSUPPORTED[tag]}", element_id=el.get("id"),
+                       line=el.sourceline)
+    for lane in tree.iter(f"{{{BPMN}}}lane"):
+        lane_id, lane_name = lane.get("id") or "", lane.get("name") or ""
+        if lane_role(lane_id) is None:
+            result.add(name, f"lane '{lane_name or lane_id}' maps to no role: name the lane id after a role "
+                       "(e.g. community, street, department)", element_id=lane_id, line=lane.sourceline)
+        for ref in lane.iter(f"{{{BPMN}}}flowNodeRef"):
+            lanes[(ref.text or "").strip()] = (lane_id, lane_name)
+    _check_expressions(name, tree, sandbox, result)
+    _check_event_gateways(name, tree, result)
+    _check_user_tasks(name, tree, forms_dir, result)
+    return [(name, pid) for pid in processes]
+
+
+def _executable_processes(name: str, tree: etree._Element, result: Validation) -> list[str]:
+    processes = list(tree.iter(f"{{{BPMN}}}process"))
+    runnable = [p for p in processes if p.get("isExecutable") == "true"]
+    if not runnable and len(processes) == 1:
+        only = processes[0]
+        only.set("isExecutable", "true")
+        result.add(name, "the only process is marked isExecutable=\"false\" (a modeler default); it is run "
+                   "as executable", element_id=only.get("id"), line=only.sourceline, severity="warning")
+        runnable = [only]
+    if not runnable:
+        result.add(name, "no executable process: mark the process to run with isExecutable=\"true\"",
+                   element_id=processes[0].get("id") if processes else None,
+                   line=processes[0].sourceline if processes else tree.sourceline)
+    return [p.get("id") or "" for p in runnable]
+
+
+def _literalise_timers(tree: etree._Element) -> None:
+    """Modeler dialect: a bare ISO-8601 value (``P7D``) is a literal, not a Python name."""
+    for tag in TIMER_TAGS:
+        for el in tree.iter(f"{{{BPMN}}}{tag}"):
+            text = (el.text or "").strip()
+            if text and _ISO_LITERAL.match(text):
+                el.text = json.dumps(text)
+
+
+def _check_expressions(name: str, tree: etree._Element, sandbox: Sandbox, result: Validation) -> None:
+    def check(el: etree._Element, source: str, kind: str, owner: etree._Element, script: bool = False) -> None:
+        problems = sandbox.check_script(source) if script else sandbox.check_expression(source)
+        for message in problems:
+            result.add(name, f"{kind} refused by the sandbox: {message}", element_id=owner.get("id"),
+                       line=el.sourceline)
+
+    for el in tree.iter(f"{{{BPMN}}}conditionExpression", f"{{{BPMN}}}condition",
+                        f"{{{BPMN}}}completionCondition", f"{{{BPMN}}}loopCardinality"):
+        if (el.text or "").strip():
+            check(el, el.text.strip(), "expression", el.getparent())
+    for tag in TIMER_TAGS:
+        for el in tree.iter(f"{{{BPMN}}}{tag}"):
+            if (el.text or "").strip():
+                check(el, el.text.strip(), "timer expression", el.getparent().getparent())
+    for el in tree.iter(f"{{{BPMN}}}script"):
+        if (el.text or "").strip():
+            check(el, el.text, "script", el.getparent(), script=True)
+
+
+def _check_event_gateways(name: str, tree: etree._Element, result: Validation) -> None:
+    by_id = {el.get("id"): el for el in tree.iter(f"{{{BPMN}}}*") if el.get("id")}
+    for gateway in tree.iter(f"{{{BPMN}}}eventBasedGateway"):
+        timers = 0
+        for flow in tree.iter(f"{{{BPMN}}}sequenceFlow"):
+            if flow.get("sourceRef") != gateway.get("id"):
+                continue
+            target = by_id.get(flow.get("targetRef"))
+            if target is not None and target.find(f"{{{BPMN}}}timerEventDefinition") is not None:
+                timers += 1
+        if timers > 1:
+            result.add(name, f"event-based gateway has {timers} timer events; SpiffWorkflow gives them one "
+                       "shared due time — use one timer", element_id=gateway.get("id"), line=gateway.sourceline)
+
+
+def _check_user_tasks(name: str, tree: etree._Element, forms_dir: Path | None, result: Validation) -> None:
+    for task in tree.iter(f"{{{BPMN}}}userTask"):
+        tid, line = task.get("id"), task.sourceline
+        key = task.get(f"{{{CAMUNDA}}}formKey")
+        if not key:
+            result.add(name, "user task has no form: set camunda:formKey to a form under forms/ "
+                       "(e.g. work_order/claim)", element_id=tid, line=line)
+        else:
+            _check_form(name, key, tid, line, forms_dir, result)
+        for prop in task.iter(f"{{{CAMUNDA}}}property"):
+            _check_property(name, prop.get("name") or "", prop.get("value") or "", tid, prop.sourceline, result)
+
+
+def _check_form(name: str, key: str, tid: str | None, line: int | None, forms_dir: Path | None,
+                result: Validation) -> None:
+    if forms_dir is None:
+        result.add(name, f"form '{key}' cannot be found: no forms/ folder next to the workflows", element_id=tid,
+                   line=line)
+        return
+    path = form_path(forms_dir, key)
+    if path is None or not path.is_file():
+        result.add(name, f"form '{key}' is missing: expected forms/{key}.schema.json", element_id=tid, line=line)
+        return
+    text = path.read_text(encoding="utf-8")
+    try:
+        Draft202012Validator.check_schema(json.loads(text))
+    except (ValueError, SchemaError) as err:
+        result.add(str(path), f"form '{key}' is not a valid JSON Schema: {str(err).splitlines()[0]}",
+                   element_id=tid)
+        return
+    result.forms[key] = text
+
+
+def form_path(forms_dir: Path, key: str) -> Path | None:
+    """``forms/<key>.schema.json``, refusing keys that climb out of the forms folder."""
+    if not re.fullmatch(r"[a-z0-9_]+(/[a-z0-9_]+)*", key):
+        return None
+    return forms_dir / f"{key}.schema.json"
+
+
+def _check_property(name: str, key: str, value: str, tid: str | None, line: int | None,
+                    result: Validation) -> None:
+    if key == "sla":
+        try:
+            parse_duration(value)
+        except EngineError as err:
+            result.add(name, f"sla '{value}': {err.message}", element_id=tid, line=line)
+    elif key == "warn_at":
+        match = _WARN_AT.match(value)
+        if not match or not 0 < int(match.group(1)) < 100:
+            result.add(name, f"warn_at '{value}' must be a percentage between 1% and 99%", element_id=tid,
+                       line=line)
+
+
+def _check_dmn(name: str, tree: etree._Element, sandbox: Sandbox, result: Validation) -> None:
+    ns = etree.QName(tree).namespace
+    for el in tree.iter(f"{{{ns}}}text"):
+        source = (el.text or "").strip()
+        if not source or source == "-":
+            continue
+        parent = etree.QName(el.getparent()).localname
+        # Input entries are fragments ("== 'noise'", "> 3", "'noise'"); try as is, then as a comparison.
+        problems = sandbox.check_expression(source)
+        if problems and parent == "inputEntry":
+            problems = sandbox.check_expression(f"value {source}")
+        owner = el.getparent()
+        while owner is not None and owner.get("id") is None:
+            owner = owner.getparent()
+        for message in problems:
+            result.add(name, f"decision expression refused by the sandbox: {message}",
+                       element_id=owner.get("id") if owner is not None else None, line=el.sourceline)
+
+
+# --- deploying ------------------------------------------------------------------------------------------------
+
+
+def content_hash(process_id: str, validation: Validation) -> str:
+    digest = hashlib.sha256(process_id.encode())
+    for key in sorted(validation.files):
+        digest.update(key.encode() + b"\0" + validation.files[key].encode() + b"\0")
+    for key in sorted(validation.forms):
+        digest.update(key.encode() + b"\0" + validation.forms[key].encode() + b"\0")
+    return digest.hexdigest()
+
+
+def deploy(conn: Connection, validation: Validation, *, actor: str | None, now: datetime) -> list[DeployedVersion]:
+    """Store each validated process once by content hash; new cases start on the newest version."""
+    if not validation.ok:
+        raise SpecError(validation.problems)
+    deployed = []
+    for process_id, parsed in validation.processes.items():
+        digest = content_hash(process_id, validation)
+        existing = conn.execute(
+            select(spec_version.c.id).where(
+                spec_version.c.process_id == process_id, spec_version.c.content_hash == digest
+            )
+        ).scalar()
+        if existing is not None:
+            deployed.append(DeployedVersion(existing, process_id, digest, created=False))
+            continue
+        new_id = conn.execute(
+            insert(spec_version).values(
+                process_id=process_id,
+                content_hash=digest,
+                files={"bpmn": validation.files, "forms": validation.forms},
+                spec_json=parsed.serialize_spec(),
+                task_meta={k: v.to_dict() for k, v in parsed.user_tasks.items()},
+                serializer_version=spiff.SERIALIZER_VERSION,
+                deployed_at=now,
+                deployed_by=actor,
+            )
+        ).inserted_primary_key[0]
+        deployed.append(DeployedVersion(int(new_id), process_id, digest, created=True))
+    return deployed
+
+
+def latest_version_id(conn: Connection, process_id: str) -> int:
+    found = conn.execute(
+        select(func.max(spec_version.c.id)).where(spec_version.c.process_id == process_id)
+    ).scalar()
+    if found is None:
+        raise NotFound("spec.not_found", f"process '{process_id}' has not been deployed", {"process_id": process_id})
+    return int(found)

@@ -1,0 +1,617 @@
+"""The only door into SpiffWorkflow 3.2.0: parsing, the sandboxed script engine, serialization, stepping.
+
+Owns everything that touches SpiffWorkflow's classes. The rest of the engine sees plain values:
+``ParsedProcess`` (spec + per-user-task metadata), ``Instance`` (one running workflow with the
+operations a step needs) and ``StateDelta`` (what a step changed, ready to write).
+
+What this module fixes in stock 3.2.0 (ARCHITECTURE §8):
+- XML is parsed without entity resolution or network, and always XSD-validated (traps 6, 7).
+- Scripts and expressions run in ``engine.sandbox.Sandbox`` (RestrictedPython + guards), never eval.
+- Timers read the engine's injected clock, not the wall clock, so tests travel in time (trap 1, 2).
+- The task-tree walk has no depth cut-off, so a long rework loop keeps running; and a workflow that
+  claims to be complete while tasks are unfinished is reported as stalled, never as completed (trap 5).
+- Workflow state is stored without its spec and one row per task, so a step writes only what it
+  changed (trap 8).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, cast
+from uuid import UUID
+
+from lxml import etree
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.util.event import BpmnEvent
+from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
+from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
+from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.specs.event_definitions import timer as _timer_module
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask as _UserTaskMixin
+from SpiffWorkflow.bpmn.util import task as _bpmn_task_util
+from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
+from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
+from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util import task as _task_util
+from SpiffWorkflow.util.task import TaskState
+
+from engine.clock import Clock, SystemClock
+from engine.errors import Conflict, InvalidInput, ScriptError
+from engine.sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
+
+__all__ = [
+    "SERIALIZER_VERSION",
+    "SPIFF_VERSION",
+    "Instance",
+    "ParsedProcess",
+    "SpiffParseError",
+    "StateDelta",
+    "TaskMeta",
+    "WaitingTimer",
+    "parse_process",
+    "restore_spec",
+    "safe_xml_parser",
+    "xsd_problems",
+]
+
+SPIFF_VERSION = "3.2.0"
+BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
+
+# --- trap 5: no silent cut-off of the task-tree walk ---------------------------------------------------
+# Stock 3.2.0 stops walking the task tree at depth 1000; beyond it READY tasks are invisible and the
+# workflow reports itself completed. We lift the cut-off for every iterator the library creates.
+for _iterator in (_task_util.TaskIterator, _bpmn_task_util.BpmnTaskIterator):
+    _defaults = list(_iterator.__init__.__defaults__ or ())
+    _names = _iterator.__init__.__code__.co_varnames[1 : _iterator.__init__.__code__.co_argcount]
+    _offset = len(_names) - len(_defaults)
+    _defaults[_names.index("max_depth") - _offset] = sys.maxsize
+    _iterator.__init__.__defaults__ = tuple(_defaults)
+
+# --- traps 1, 2: timers read the engine's clock ---------------------------------------------------------
+_current_clock: contextvars.ContextVar[Clock] = contextvars.ContextVar("gridcase_clock", default=SystemClock())
+
+
+class _ClockDatetime(datetime):
+    """``datetime`` as seen by SpiffWorkflow's timer module: ``now()`` is the engine's clock."""
+
+    @classmethod
+    def now(cls, tz: object = None) -> _ClockDatetime:  # type: ignore[override]
+        instant = _current_clock.get().now().astimezone(UTC)
+        value = cls.fromtimestamp(instant.timestamp(), tz=UTC)
+        return cast(_ClockDatetime, value.astimezone(tz) if tz is not None else value)  # type: ignore[arg-type]
+
+
+_timer_module.datetime = _ClockDatetime  # type: ignore[misc]
+
+
+@contextmanager
+def clock_context(clock: Clock) -> Iterator[None]:
+    token = _current_clock.set(clock)
+    try:
+        yield
+    finally:
+        _current_clock.reset(token)
+
+
+# --- XML ---------------------------------------------------------------------------------------------------
+
+
+def safe_xml_parser() -> etree.XMLParser:
+    """An lxml parser that resolves no entities, loads no DTD and never touches the network."""
+    return etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=False
+    )
+
+
+class SpiffParseError(Exception):
+    """The library refused a file; carries what the validator needs to report it."""
+
+    def __init__(self, message: str, *, file: str | None, line: int | None, element_id: str | None):
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.line = line
+        self.element_id = element_id
+
+
+# --- the sandboxed script engine ---------------------------------------------------------------------------
+
+
+class _SandboxEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[misc]
+    def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__({})
+        self.sandbox = sandbox
+
+    def evaluate(self, expression: str, context: dict[str, object], external_context: object = None) -> object:
+        scope = dict(context)
+        if isinstance(external_context, Mapping):
+            scope.update(external_context)
+        return self.sandbox.evaluate(expression, scope)
+
+    def execute(self, script: str, context: dict[str, object], external_context: object = None) -> bool:
+        if isinstance(external_context, Mapping) and external_context:
+            scope = dict(context)
+            scope.update(external_context)
+            self.sandbox.execute(script, scope)
+            for key in external_context:
+                scope.pop(key, None)
+            context.clear()
+            context.update(scope)
+        else:
+            self.sandbox.execute(script, context)
+        return True
+
+    def call_service(self, context: dict[str, object], **kwargs: object) -> object:
+        raise ScriptError("script.service_unsupported", "service tasks are not supported by gridcase")
+
+
+class _ScriptEngine(PythonScriptEngine):  # type: ignore[misc]
+    """Lets the sandbox's ``ScriptError`` through with the BPMN element it came from."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__(environment=_SandboxEnvironment(sandbox))
+        self.sandbox = sandbox
+
+    def validate(self, expression: str) -> None:
+        problems = self.sandbox.check_expression(expression)
+        if problems:
+            raise SyntaxError("; ".join(problems))
+
+    def evaluate(self, task: Task, expression: str, external_context: object = None) -> object:
+        try:
+            return self.environment.evaluate(expression, task.data, external_context)
+        except ScriptError as err:
+            raise _located(err, task, expression) from None
+
+    def execute(self, task: Task, script: str, external_context: object = None) -> bool:
+        try:
+            return bool(self.environment.execute(script, task.data, external_context or {}))
+        except ScriptError as err:
+            raise _located(err, task, script) from None
+
+
+def _located(err: ScriptError, task: Task, source: str) -> ScriptError | InvalidInput:
+    element = task.task_spec.bpmn_id or task.task_spec.name
+    label = task.task_spec.bpmn_name or element
+    if err.code == "script.undefined_name":
+        name = err.details.get("name")
+        return InvalidInput(
+            "gateway.missing_variable",
+            f"'{label}' ({element}) needs the variable '{name}', which the case data does not have",
+            {"element_id": element, "variable": name, "expression": source},
+        )
+    details = dict(err.details)
+    details["element_id"] = element
+    return ScriptError(err.code, f"'{label}' ({element}): {err.message}", details)
+
+
+# --- parsing ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMeta:
+    """What the engine needs to know about one user task of a process, read from the BPMN."""
+
+    bpmn_id: str
+    name: str
+    lane_id: str | None
+    lane_name: str | None
+    form_key: str | None
+    properties: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "bpmn_id": self.bpmn_id,
+            "name": self.name,
+            "lane_id": self.lane_id,
+            "lane_name": self.lane_name,
+            "form_key": self.form_key,
+            "properties": self.properties,
+        }
+
+    @staticmethod
+    def from_dict(dct: Mapping[str, object]) -> TaskMeta:
+        return TaskMeta(
+            bpmn_id=str(dct["bpmn_id"]),
+            name=str(dct["name"]),
+            lane_id=cast("str | None", dct.get("lane_id")),
+            lane_name=cast("str | None", dct.get("lane_name")),
+            form_key=cast("str | None", dct.get("form_key")),
+            properties=dict(cast("dict[str, str]", dct.get("properties") or {})),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedProcess:
+    process_id: str
+    spec: BpmnProcessSpec
+    subprocess_specs: dict[str, BpmnProcessSpec]
+    user_tasks: dict[str, TaskMeta]
+
+    def serialize_spec(self) -> str:
+        registry = _serializer().registry
+        return json.dumps(
+            {
+                "spec": registry.convert(self.spec),
+                "subprocess_specs": {k: registry.convert(v) for k, v in self.subprocess_specs.items()},
+            },
+            ensure_ascii=False,
+        )
+
+
+_SERIALIZER: BpmnWorkflowSerializer | None = None
+
+
+def _serializer() -> BpmnWorkflowSerializer:
+    global _SERIALIZER
+    if _SERIALIZER is None:
+        _SERIALIZER = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(CAMUNDA_CONFIG))
+    return _SERIALIZER
+
+
+_VALIDATOR: BpmnValidator | None = None
+
+
+def _validator() -> BpmnValidator:
+    global _VALIDATOR
+    if _VALIDATOR is None:
+        _VALIDATOR = BpmnValidator()
+    return _VALIDATOR
+
+
+def xsd_problems(tree: etree._Element) -> list[tuple[int | None, str]]:
+    """Every BPMN 2.0 XSD violation of a document, with its line (not just the first)."""
+    validator = _validator()
+    validator.preprocess(tree)
+    schema = validator.validator
+    if schema.validate(tree):
+        return []
+    return [(entry.line or None, entry.message) for entry in schema.error_log]
+
+
+def new_parser() -> CamundaParser:
+    """A Camunda-dialect parser with the BPMN XSD validator switched on."""
+    return CamundaParser(validator=_validator())
+
+
+def add_file(parser: CamundaParser, tree: etree._Element, filename: str) -> None:
+    """Add one already safely parsed BPMN or DMN document; library refusals become SpiffParseError."""
+    try:
+        if etree.QName(tree).localname == "definitions" and "dmn" in (etree.QName(tree).namespace or ""):
+            parser.add_dmn_xml(tree, filename=filename)
+        else:
+            parser.add_bpmn_xml(tree, filename=filename)
+    except ValidationException as err:
+        raise _parse_error(err, filename) from None
+    except etree.LxmlError as err:
+        raise SpiffParseError(str(err), file=filename, line=None, element_id=None) from None
+
+
+def _parse_error(err: ValidationException, filename: str | None) -> SpiffParseError:
+    message = str(getattr(err, "msg", None) or err).splitlines()[0]
+    return SpiffParseError(
+        message,
+        file=getattr(err, "file_name", None) or filename,
+        line=getattr(err, "line_number", None) or None,
+        element_id=getattr(err, "id", None) or None,
+    )
+
+
+def parse_process(parser: CamundaParser, process_id: str, lanes: Mapping[str, tuple[str, str]]) -> ParsedProcess:
+    """Build the spec of ``process_id`` (and what it calls) from the files added to ``parser``.
+
+    ``lanes`` maps a flow-node id to (lane id, lane name), read from the XML by the caller.
+    """
+    try:
+        spec = parser.get_spec(process_id)
+        subprocess_specs = parser.get_subprocess_specs(process_id)
+    except ValidationException as err:
+        raise _parse_error(err, None) from None
+    except SpiffWorkflowException as err:
+        raise SpiffParseError(str(err), file=None, line=None, element_id=None) from None
+    user_tasks: dict[str, TaskMeta] = {}
+    for each in [spec, *subprocess_specs.values()]:
+        if each is None:
+            continue
+        for task_spec in each.task_specs.values():
+            if not isinstance(task_spec, _UserTaskMixin):
+                continue
+            form = getattr(task_spec, "form", None)
+            lane = lanes.get(task_spec.bpmn_id or "")
+            user_tasks[task_spec.name] = TaskMeta(
+                bpmn_id=task_spec.bpmn_id or task_spec.name,
+                name=task_spec.bpmn_name or task_spec.bpmn_id or task_spec.name,
+                lane_id=lane[0] if lane else None,
+                lane_name=lane[1] if lane else task_spec.lane,
+                form_key=getattr(form, "key", None) or None,
+                properties={str(k): str(v) for k, v in (task_spec.extensions or {}).items()},
+            )
+    return ParsedProcess(process_id, spec, {k: v for k, v in subprocess_specs.items() if v}, user_tasks)
+
+
+def restore_spec(spec_json: str) -> tuple[BpmnProcessSpec, dict[str, BpmnProcessSpec]]:
+    registry = _serializer().registry
+    dct = json.loads(spec_json)
+    spec = registry.restore(dct["spec"])
+    subs = {k: registry.restore(v) for k, v in dct["subprocess_specs"].items()}
+    return spec, subs
+
+
+# --- a running workflow ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyUserTask:
+    task_id: str
+    task_spec: str
+    data: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingTimer:
+    task_id: str
+    task_spec: str
+    due_at: datetime
+
+
+@dataclass(slots=True)
+class StateDelta:
+    """What a step changed: the workflow row and the task rows to upsert or delete."""
+
+    body: str
+    upserts: dict[str, str]
+    deletes: list[str]
+
+
+_Fingerprint = tuple[int, float, int]
+
+
+def _fingerprint(task: Task) -> _Fingerprint:
+    return (task.state, task.last_state_change, len(task._children))
+
+
+class Instance:
+    """One running workflow plus what was last saved of it, so a save writes only the difference."""
+
+    def __init__(self, workflow: BpmnWorkflow, saved: dict[str, _Fingerprint] | None = None) -> None:
+        self.workflow = workflow
+        self._saved: dict[str, _Fingerprint] = saved if saved is not None else {}
+
+    # -- creation and loading
+    @classmethod
+    def start(
+        cls,
+        spec: BpmnProcessSpec,
+        subprocess_specs: Mapping[str, BpmnProcessSpec],
+        sandbox: Sandbox,
+        data: Mapping[str, object],
+        clock: Clock,
+    ) -> Instance:
+        workflow = BpmnWorkflow(spec, dict(subprocess_specs), script_engine=_ScriptEngine(sandbox))
+        workflow.task_tree.data.update(data)
+        for start_task in workflow.get_tasks(state=TaskState.READY):
+            start_task.data.update(data)
+        instance = cls(workflow)
+        instance.run_engine(clock)
+        return instance
+
+    @classmethod
+    def load(
+        cls,
+        spec: BpmnProcessSpec,
+        subprocess_specs: Mapping[str, BpmnProcessSpec],
+        sandbox: Sandbox,
+        body: str,
+        task_rows: Mapping[str, str],
+    ) -> Instance:
+        serializer = _serializer()
+        dct = json.loads(body)
+        tasks = {tid: json.loads(text) for tid, text in task_rows.items()}
+        dct["tasks"] = _parents_first(tasks, dct["root"])
+        # Restored specs are shared objects from the spec cache: the registry passes non-dicts through.
+        dct["spec"] = spec
+        dct["subprocess_specs"] = dict(subprocess_specs)
+        workflow = serializer.from_dict(dct)
+        workflow.script_engine = _ScriptEngine(sandbox)
+        saved = {str(t.id): _fingerprint(t) for t in workflow.tasks.values()}
+        return cls(workflow, saved)
+
+    # -- stepping
+    def run_engine(self, clock: Clock) -> None:
+        with clock_context(clock):
+            try:
+                self.workflow.do_engine_steps()
+            except (InvalidInput, ScriptError):
+                raise
+            except WorkflowException as err:
+                raise _engine_failure(err) from None
+        self.check_not_stalled()
+
+    def refresh_timers(self, clock: Clock) -> None:
+        with clock_context(clock):
+            self.workflow.refresh_timers()
+        self.run_engine(clock)
+
+    def complete_user_task(self, task_id: str, data: Mapping[str, object], clock: Clock) -> None:
+        task = self._task(task_id)
+        if task.state != TaskState.READY or not isinstance(task.task_spec, _UserTaskMixin):
+            raise Conflict(
+                "task.not_ready",
+                f"task {task.task_spec.bpmn_name or task.task_spec.name} is {TaskState.get_name(task.state)}",
+                {"task_id": task_id, "state": TaskState.get_name(task.state)},
+            )
+        task.data.update(data)
+        with clock_context(clock):
+            try:
+                task.run()
+            except (InvalidInput, ScriptError):
+                raise
+            except WorkflowException as err:
+                raise _engine_failure(err) from None
+        self.run_engine(clock)
+
+    def send_message(self, name: str, payload: Mapping[str, object], clock: Clock) -> bool:
+        """Deliver a BPMN message (e.g. ``sla_overdue``); False when nothing waits for it."""
+        event = BpmnEvent(MessageEventDefinition(name), dict(payload))
+        with clock_context(clock):
+            caught = self.workflow.event_manager.catch(event, internal=False)
+        if caught:
+            self.run_engine(clock)
+        return bool(caught)
+
+    def _task(self, task_id: str) -> Task:
+        try:
+            task = self.workflow.get_task_from_id(UUID(task_id))
+        except Exception:
+            task = None
+        if task is None:
+            from engine.errors import NotFound
+
+            raise NotFound("task.not_found", f"no task {task_id} in this case", {"task_id": task_id})
+        return task
+
+    # -- reading
+    @property
+    def completed(self) -> bool:
+        return bool(self.workflow.completed)
+
+    def data(self) -> dict[str, object]:
+        last = self.workflow.last_task
+        return dict(last.data) if last is not None else dict(self.workflow.data)
+
+    def ready_user_tasks(self) -> list[ReadyUserTask]:
+        return [
+            ReadyUserTask(str(t.id), t.task_spec.name, t.data)
+            for t in self._all_tasks()
+            if t.state == TaskState.READY and isinstance(t.task_spec, _UserTaskMixin)
+        ]
+
+    def waiting_timers(self) -> list[WaitingTimer]:
+        timers = []
+        for task in self.workflow.event_manager.tasks.values():
+            definition = task.task_spec.event_definition
+            if not isinstance(definition, TimerEventDefinition):
+                continue
+            value = definition.details(task).value
+            due = _timer_due(value)
+            if due is not None:
+                timers.append(WaitingTimer(str(task.id), task.task_spec.bpmn_id or task.task_spec.name, due))
+        return timers
+
+    def check_not_stalled(self) -> None:
+        """A workflow that says it is done while tasks are unfinished has stalled: say so loudly."""
+        unfinished = [t for t in self._all_tasks() if t.state & TaskState.NOT_FINISHED_MASK]
+        if self.workflow.completed and unfinished:
+            raise Conflict(
+                "case.stalled",
+                "the workflow reports completion while tasks are unfinished",
+                {"unfinished": [t.task_spec.name for t in unfinished[:10]]},
+            )
+        if not self.workflow.completed:
+            live = [t for t in unfinished if t.state & (TaskState.READY | TaskState.WAITING | TaskState.STARTED)]
+            if not live:
+                raise Conflict(
+                    "case.stalled",
+                    "the workflow can make no progress: nothing is ready or waiting",
+                    {"unfinished": [t.task_spec.name for t in unfinished[:10]]},
+                )
+
+    def _all_tasks(self) -> Iterator[Task]:
+        yield from self.workflow.tasks.values()
+        for sub in self.workflow.subprocesses.values():
+            yield from sub.tasks.values()
+
+    # -- saving
+    def delta(self) -> StateDelta:
+        """Serialize what changed since the last save (all of it the first time)."""
+        registry = _serializer().registry
+        wf = self.workflow
+        current: dict[str, _Fingerprint] = {}
+        upserts: dict[str, str] = {}
+        for task in wf.tasks.values():
+            tid = str(task.id)
+            fp = _fingerprint(task)
+            current[tid] = fp
+            if self._saved.get(tid) != fp:
+                upserts[tid] = json.dumps(registry.convert(task), ensure_ascii=False, default=_json_default)
+        deletes = [tid for tid in self._saved if tid not in current]
+        body = {
+            "typename": registry.typenames[BpmnWorkflow],
+            "data": registry.convert(registry.clean(wf.data)),
+            "correlations": wf.correlations,
+            "last_task": str(wf.last_task.id) if wf.last_task is not None else None,
+            "success": wf.success,
+            "completed": wf.completed,
+            "root": str(wf.task_tree.id),
+            "subprocesses": {str(k): registry.convert(v) for k, v in wf.subprocesses.items()},
+            "bpmn_events": registry.convert(wf.bpmn_events),
+        }
+        self._saved = current
+        return StateDelta(json.dumps(body, ensure_ascii=False, default=_json_default), upserts, deletes)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, set):
+        return sorted(value, key=str)
+    if callable(value):
+        return None
+    raise TypeError(f"{type(value).__name__} is not JSON data")
+
+
+def _parents_first(tasks: dict[str, dict[str, object]], root: str) -> dict[str, dict[str, object]]:
+    ordered: dict[str, dict[str, object]] = {}
+    stack = [root]
+    while stack:
+        tid = stack.pop()
+        dct = tasks.get(tid)
+        if dct is None:
+            continue
+        ordered[tid] = dct
+        stack.extend(reversed(cast("list[str]", dct["children"])))
+    return ordered
+
+
+def _timer_due(value: object) -> datetime | None:
+    if isinstance(value, dict):
+        value = value.get("next")
+    if not isinstance(value, str):
+        return None
+    try:
+        if value.upper().startswith("P"):
+            return None
+        due = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return due if due.tzinfo is not None else due.replace(tzinfo=UTC)
+
+
+def _engine_failure(err: WorkflowException) -> Conflict:
+    task = getattr(err, "task", None)
+    element = task.task_spec.bpmn_id if task is not None else None
+    return Conflict(
+        "case.engine_error",
+        f"the process could not continue: {str(err).splitlines()[0]}",
+        {"element_id": element},
+    )
+
+
+def user_task_lookup(instance: Instance) -> Callable[[str], Task]:
+    return instance._task

@@ -1,0 +1,123 @@
+"""The database handle: engine creation, SQLite WAL and ``BEGIN IMMEDIATE``, write/read transactions,
+schema migration through Alembic.
+
+``Database.write()`` opens the single-writer transaction a step needs: ``BEGIN IMMEDIATE`` on SQLite
+(one writer at a time, readers go on under WAL) and an ordinary transaction on PostgreSQL, where the
+caller locks the case row with ``SELECT … FOR UPDATE`` (``lock_case``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy.pool import NullPool
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_WRITE = "gridcase_write"
+
+
+def default_sqlite_path() -> Path:
+    """The embedded database file under the user's data directory."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("gridcase")) / "gridcase.db"
+
+
+def resolve_url(db: str | os.PathLike[str] | None = None) -> str:
+    """``--db PATH`` wins, then ``DATABASE_URL``, then the SQLite file under the user's data dir."""
+    if db is not None:
+        text = str(db)
+        return text if "://" in text else f"sqlite:///{Path(text).expanduser().resolve()}"
+    env = os.environ.get("DATABASE_URL")
+    if env:
+        return env
+    path = default_sqlite_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+class Database:
+    """One SQLAlchemy engine plus the transaction helpers the engine uses."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            if ":memory:" in url or url in ("sqlite://", "sqlite:///"):
+                raise ValueError("use a file for SQLite: the engine needs WAL and several connections")
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
+
+    @classmethod
+    def for_tests(cls, url: str) -> Database:
+        """A handle without pooling, for tests that open and drop many databases."""
+        db = cls.__new__(cls)
+        db.url = url
+        db.is_sqlite = url.startswith("sqlite")
+        connect_args = {"check_same_thread": False, "timeout": 30} if db.is_sqlite else {}
+        db.engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
+        if db.is_sqlite:
+            event.listen(db.engine, "connect", _sqlite_connect)
+            event.listen(db.engine, "begin", _sqlite_begin)
+        return db
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: committed when the block ends, rolled back on any exception."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def alembic_config(self) -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        cfg.attributes["engine"] = self.engine
+        return cfg
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (idempotent)."""
+        command.upgrade(self.alembic_config(), "head")
+
+    def has_schema(self) -> bool:
+        return inspect(self.engine).has_table("case")
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,209 @@
+"""The tables of ARCHITECTURE §4 as SQLAlchemy Core ``Table`` objects (one ``MetaData``).
+
+Owns the schema only; migrations in ``migrations/`` mirror it. The step path uses Core, not the ORM.
+All instants are stored in UTC and come back timezone-aware (``UTCDateTime``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware instant stored as UTC on every backend (SQLite keeps no offset)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+org_unit = Table(
+    "org_unit",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(32), nullable=False),  # district street community grid micro_grid department …
+    Column("parent_id", String(64), ForeignKey("org_unit.id"), nullable=True, index=True),
+    Column("path", String(1000), nullable=False, index=True),  # "/district/street/community/grid/"
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+person = Table(
+    "person",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("phone", String(32), nullable=True),
+    Column("password_hash", String(255), nullable=True),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+membership = Table(
+    "membership",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("person_id", String(64), ForeignKey("person.id"), nullable=False, index=True),
+    Column("org_unit_id", String(64), ForeignKey("org_unit.id"), nullable=False),
+    Column("role", String(64), nullable=False),
+    UniqueConstraint("person_id", "org_unit_id", "role", name="uq_membership_person_unit_role"),
+    Index("ix_membership_unit_role", "org_unit_id", "role"),
+)
+
+spec_version = Table(
+    "spec_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("process_id", String(100), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("files", JSON, nullable=False),  # {relative name: text} of every BPMN/DMN/form in the version
+    Column("spec_json", Text, nullable=False),  # serialized process + subprocess specs, stored once
+    Column("task_meta", JSON, nullable=False),  # per user task: name, lane, role, form_key, sla, warn_at
+    Column("serializer_version", String(16), nullable=False),
+    Column("deployed_at", UTCDateTime(), nullable=False),
+    Column("deployed_by", String(64), nullable=True),
+    UniqueConstraint("process_id", "content_hash", name="uq_spec_version_process_hash"),
+)
+
+case = Table(
+    "case",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("number", String(32), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),  # work_order, dispute, grid_event, demo
+    Column("process_id", String(100), nullable=False),
+    Column("spec_version_id", Integer, ForeignKey("spec_version.id"), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("category", String(64), nullable=True),
+    Column("channel", String(32), nullable=True),
+    Column("grid_id", String(64), ForeignKey("org_unit.id"), nullable=True, index=True),
+    Column("unit_path", String(1000), nullable=True, index=True),  # path of grid_id, for subtree scopes
+    Column("priority", String(16), nullable=False, default="normal"),
+    Column("status", String(16), nullable=False, index=True),  # open completed cancelled incident
+    Column("outcome", String(64), nullable=True),
+    Column("version", Integer, nullable=False, default=1),
+    Column("data", JSON, nullable=False),  # case fields the engine does not route on
+    Column("reporter_id", String(64), nullable=True),
+    Column("related_case_id", Integer, ForeignKey("case.id"), nullable=True),
+    Column("idempotency_key", String(100), nullable=True, unique=True),
+    Column("next_wake_at", UTCDateTime(), nullable=True, index=True),
+    Column("created_by", String(64), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("closed_at", UTCDateTime(), nullable=True),
+)
+
+# The workflow's own state: everything but its tasks in one row, each task in a row of its own so that a
+# step writes only the tasks it changed. The spec lives once in spec_version.
+workflow_state = Table(
+    "workflow_state",
+    metadata,
+    Column("case_id", Integer, ForeignKey("case.id"), primary_key=True),
+    Column("serializer_version", String(16), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+workflow_task = Table(
+    "workflow_task",
+    metadata,
+    Column("case_id", Integer, ForeignKey("case.id"), primary_key=True),
+    Column("task_id", String(36), primary_key=True),
+    Column("body", Text, nullable=False),
+)
+
+human_task = Table(
+    "human_task",
+    metadata,
+    Column("id", String(36), primary_key=True),  # the SpiffWorkflow task id
+    Column("case_id", Integer, ForeignKey("case.id"), nullable=False, index=True),
+    Column("task_spec", String(100), nullable=False),  # BPMN element id, e.g. "claim"
+    Column("name", String(200), nullable=False),
+    Column("lane", String(100), nullable=True),
+    Column("role", String(64), nullable=True),
+    Column("org_unit_id", String(64), ForeignKey("org_unit.id"), nullable=True),
+    Column("assignee_id", String(64), ForeignKey("person.id"), nullable=True, index=True),
+    Column("form_key", String(200), nullable=True),
+    Column("state", String(16), nullable=False),  # ready completed cancelled
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("completed_at", UTCDateTime(), nullable=True),
+    Column("completed_by", String(64), nullable=True),
+    Index("ix_human_task_role_unit_state", "role", "org_unit_id", "state"),
+    Index("ix_human_task_case_state", "case_id", "state"),
+)
+
+timer = Table(
+    "timer",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("case_id", Integer, ForeignKey("case.id"), nullable=False, index=True),
+    Column("task_id", String(36), nullable=False),
+    Column("task_spec", String(100), nullable=False),
+    Column("due_at", UTCDateTime(), nullable=False, index=True),
+    UniqueConstraint("case_id", "task_id", name="uq_timer_case_task"),
+)
+
+audit_event = Table(
+    "audit_event",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("case_id", Integer, ForeignKey("case.id"), nullable=True, index=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor_id", String(64), nullable=True),
+    Column("action", String(64), nullable=False),
+    Column("task_id", String(36), nullable=True),
+    Column("before", JSON, nullable=True),
+    Column("after", JSON, nullable=True),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("topic", String(64), nullable=False),
+    Column("recipient_id", String(64), nullable=True),
+    Column("case_id", Integer, ForeignKey("case.id"), nullable=True),
+    Column("payload", JSON, nullable=False),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Index("ix_outbox_pending", "delivered_at", "id"),
+)

@@ -1,0 +1,202 @@
+"""Human tasks: work lists, claim / unclaim, and completing a task with validated form data.
+
+Every action is a named function with a permission check and one audit event; the work list is read
+from the ``human_task`` projection, never from a workflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Row, and_, or_, select, update
+
+from engine import audit, orgs
+from engine.errors import Conflict, NotFound, PermissionDenied
+from engine.forms import validate_form
+from engine.projection import refresh
+from engine.runtime import Runtime, step
+from engine.store.models import case, human_task, membership
+
+SYSTEM_ACTOR = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    id: str
+    case_id: int
+    case_number: str
+    case_title: str
+    case_version: int
+    task_spec: str
+    name: str
+    lane: str | None
+    role: str | None
+    org_unit_id: str | None
+    assignee_id: str | None
+    form_key: str | None
+    state: str
+    created_at: datetime
+    completed_at: datetime | None
+    completed_by: str | None
+
+
+_COLUMNS = (
+    human_task,
+    case.c.number.label("case_number"),
+    case.c.title.label("case_title"),
+    case.c.version.label("case_version"),
+)
+
+
+def _view(r: Row[tuple[object, ...]]) -> TaskView:
+    m = r._mapping
+    return TaskView(
+        id=m["id"], case_id=m["case_id"], case_number=m["case_number"], case_title=m["case_title"],
+        case_version=m["case_version"], task_spec=m["task_spec"], name=m["name"], lane=m["lane"], role=m["role"],
+        org_unit_id=m["org_unit_id"], assignee_id=m["assignee_id"], form_key=m["form_key"], state=m["state"],
+        created_at=m["created_at"], completed_at=m["completed_at"], completed_by=m["completed_by"],
+    )
+
+
+def _row(conn: Connection, task_id: str) -> Row[tuple[object, ...]]:
+    found = conn.execute(
+        select(*_COLUMNS).join(case, case.c.id == human_task.c.case_id).where(human_task.c.id == task_id)
+    ).first()
+    if found is None:
+        raise NotFound("task.not_found", f"no task {task_id}", {"task_id": task_id})
+    return found
+
+
+def get_task(task_id: str, *, rt: Runtime) -> TaskView:
+    with rt.db.read() as conn:
+        return _view(_row(conn, resolve_task_id(conn, task_id)))
+
+
+def resolve_task_id(conn: Connection, reference: str) -> str:
+    """A full task id, or a unique prefix of at least 8 characters (for people typing at the CLI)."""
+    if len(reference) >= 36:
+        return reference
+    if len(reference) < 8:
+        raise NotFound("task.not_found", f"no task {reference}", {"task_id": reference})
+    ids = [r[0] for r in conn.execute(select(human_task.c.id).where(human_task.c.id.like(f"{reference}%")).limit(2))]
+    if len(ids) != 1:
+        raise NotFound("task.not_found", f"no single task starting with {reference}", {"task_id": reference})
+    return str(ids[0])
+
+
+def list_tasks(*, rt: Runtime, person_id: str, state: str = "ready", limit: int = 200) -> list[TaskView]:
+    """The person's work list: tasks assigned to them, and unassigned tasks of their (role, unit)."""
+    with rt.db.read() as conn:
+        mine = and_(
+            membership.c.person_id == person_id,
+            membership.c.role == human_task.c.role,
+            membership.c.org_unit_id == human_task.c.org_unit_id,
+        )
+        candidate = select(membership.c.id).where(mine).exists()
+        rows = conn.execute(
+            select(*_COLUMNS)
+            .join(case, case.c.id == human_task.c.case_id)
+            .where(
+                human_task.c.state == state,
+                or_(human_task.c.assignee_id == person_id, and_(human_task.c.assignee_id.is_(None), candidate)),
+            )
+            .order_by(human_task.c.created_at, human_task.c.id)
+            .limit(limit)
+        ).all()
+    return [_view(r) for r in rows]
+
+
+def case_tasks(case_id: int, *, rt: Runtime) -> list[TaskView]:
+    with rt.db.read() as conn:
+        rows = conn.execute(
+            select(*_COLUMNS)
+            .join(case, case.c.id == human_task.c.case_id)
+            .where(human_task.c.case_id == case_id)
+            .order_by(human_task.c.created_at, human_task.c.id)
+        ).all()
+    return [_view(r) for r in rows]
+
+
+def _check_actor(conn: Connection, task: Row[tuple[object, ...]], actor: str) -> None:
+    m = task._mapping
+    if m["state"] != "ready":
+        code = "task.already_completed" if m["state"] == "completed" else "task.not_ready"
+        raise Conflict(code, f"task '{m['name']}' is {m['state']}", {"task_id": m["id"], "state": m["state"]})
+    if actor == SYSTEM_ACTOR:
+        return
+    if m["assignee_id"] is not None and m["assignee_id"] != actor:
+        raise PermissionDenied("task.assigned_to_other", f"task '{m['name']}' is claimed by someone else",
+                               {"task_id": m["id"]})
+    allowed = m["role"] is not None and m["org_unit_id"] is not None and orgs.may_act(
+        conn, person_id=actor, role=str(m["role"]), org_unit_id=str(m["org_unit_id"])
+    )
+    if not allowed:
+        raise PermissionDenied("task.not_candidate", f"{actor} may not act on task '{m['name']}'",
+                               {"task_id": m["id"], "role": m["role"], "org_unit_id": m["org_unit_id"]})
+
+
+def complete_task(
+    task_id: str,
+    *,
+    rt: Runtime,
+    actor: str,
+    data: Mapping[str, object],
+    expected_version: int | None = None,
+) -> TaskView:
+    """Validate ``data`` against the task's form, run the task and the engine to the next wait, save."""
+    with rt.db.read() as conn:
+        task_id = resolve_task_id(conn, task_id)
+        case_id = int(_row(conn, task_id)._mapping["case_id"])
+    with step(rt, case_id, expected_version=expected_version) as current:
+        task = _row(current.conn, task_id)
+        _check_actor(current.conn, task, actor)
+        form_key = task._mapping["form_key"]
+        if form_key:
+            schema = current.spec.forms.get(str(form_key))
+            if schema is None:
+                raise NotFound("form.not_found", f"form '{form_key}' is not part of this case's spec version",
+                               {"form_key": form_key})
+            validate_form(str(form_key), schema, data)
+        current.instance.complete_user_task(task_id, data, rt.clock)
+        change = refresh(current, completed_task=task_id, actor=actor)
+        audit.record(
+            current.conn, "task.completed", at=current.now, actor_id=actor, case_id=case_id, task_id=task_id,
+            before={"task": task._mapping["task_spec"], "state": "ready", "version": current.case.version},
+            after={"data": dict(data), "created": change.created, "version": current.new_version,
+                   "case_status": current.case_values.get("status", "open")},
+        )
+    return get_task(task_id, rt=rt)
+
+
+def claim_task(task_id: str, *, rt: Runtime, actor: str, expected_version: int | None = None) -> TaskView:
+    """Take a task of one's (role, unit) so that it leaves colleagues' lists (领单 / 签收)."""
+    return _set_assignee(task_id, rt=rt, actor=actor, assignee=actor, action="task.claimed",
+                         expected_version=expected_version)
+
+
+def unclaim_task(task_id: str, *, rt: Runtime, actor: str, expected_version: int | None = None) -> TaskView:
+    """Give a claimed task back to the unit's shared list."""
+    return _set_assignee(task_id, rt=rt, actor=actor, assignee=None, action="task.unclaimed",
+                         expected_version=expected_version)
+
+
+def _set_assignee(task_id: str, *, rt: Runtime, actor: str, assignee: str | None, action: str,
+                  expected_version: int | None) -> TaskView:
+    with rt.db.read() as conn:
+        task_id = resolve_task_id(conn, task_id)
+        case_id = int(_row(conn, task_id)._mapping["case_id"])
+    with step(rt, case_id, expected_version=expected_version) as current:
+        task = _row(current.conn, task_id)
+        before = task._mapping["assignee_id"]
+        if assignee is not None and before is not None:
+            raise Conflict("task.already_claimed", f"task '{task._mapping['name']}' is already claimed",
+                           {"task_id": task_id, "assignee_id": before})
+        if assignee is None and before is None:
+            raise Conflict("task.not_claimed", f"task '{task._mapping['name']}' is not claimed", {"task_id": task_id})
+        _check_actor(current.conn, task, actor)
+        current.conn.execute(update(human_task).where(human_task.c.id == task_id).values(assignee_id=assignee))
+        audit.record(current.conn, action, at=current.now, actor_id=actor, case_id=case_id, task_id=task_id,
+                     before={"assignee_id": before}, after={"assignee_id": assignee})
+    return get_task(task_id, rt=rt)
