@@ -1,0 +1,425 @@
+"""The organisation: units (district → street → community → grid → micro_grid, departments), people,
+memberships (person, unit, role), password hashes, task assignment and the data scopes of a person.
+
+Owns the ``org_unit``, ``person`` and ``membership`` tables. SQLAlchemy Core only; every function takes
+the caller's ``Connection`` (the caller owns the transaction). Must not import flask, api, celery or
+SpiffWorkflow.
+
+Hierarchy. ``org_unit.path`` is a materialized path of ids, ``/district/s1/c1/g1/`` (leading and
+trailing slash), so "u is an ancestor of v" is "v.path starts with u.path". Unit ids may not contain
+``/``. Prefix tests are written as ``substr(v.path, 1, length(u.path)) = u.path`` rather than ``LIKE``,
+because ids often contain ``_`` (a LIKE wildcard); use ``in_scope`` to build scope filters.
+
+Assignment (ARCHITECTURE §2). A task's candidates are (role, org unit). ``resolve_assignment`` picks the
+unit: the dispatch hint (a department) if it has an active member with the role, else the nearest unit
+on the way up from the case's grid (grid → community → street → district) that has one.
+
+Acting. ``may_act`` is true when the person (active) holds the role in the task's unit, or holds
+``supervisor`` in that unit or any ancestor of it: a supervisor may take over (代办) any task of their
+subtree; the audit event records who actually acted. Nobody else may act, not even a supervisor of a
+sibling subtree or a holder of the same role in a parent unit.
+
+Scopes. ``scope_paths`` lists the unit paths whose subtree a person may see: the path of every unit
+they hold a role in, except ``resident`` (a resident sees their own cases, not their grid's), with
+paths already covered by a shorter one dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import ColumnElement, Connection, and_, case, false, func, or_, select
+
+from engine.errors import Conflict, InvalidInput, NotFound
+from engine.store.models import membership, org_unit, person
+
+__all__ = [
+    "ROLES",
+    "UNIT_KINDS",
+    "UNIT_KIND_LABELS",
+    "Membership",
+    "PersonRow",
+    "UnitRow",
+    "add_membership",
+    "add_person",
+    "add_unit",
+    "ancestors",
+    "candidates",
+    "get_person",
+    "get_unit",
+    "hash_password",
+    "in_scope",
+    "mask_phone",
+    "may_act",
+    "memberships_of",
+    "resolve_assignment",
+    "scope_paths",
+    "verify_password",
+]
+
+ROLES: dict[str, str] = {
+    "resident": "居民",
+    "grid_worker": "网格员",
+    "grid_leader": "网格长",
+    "community": "社区受理员",
+    "street": "街道派单员",
+    "department": "部门办理人",
+    "command_centre": "指挥中心",
+    "satisfaction_caller": "回访员",
+    "mediator": "人民调解员",
+    "judicial_office": "司法所",
+    "process_owner": "流程管理员",
+    "supervisor": "督办领导",
+    "leader": "单位负责人",  # receives "unit leader" notifications (督办 copies, monthly bulletins)
+}
+
+UNIT_KINDS: tuple[str, ...] = (
+    "district",
+    "street",
+    "community",
+    "grid",
+    "micro_grid",
+    "special_grid",
+    "department",
+)
+
+UNIT_KIND_LABELS: dict[str, str] = {
+    "district": "区",
+    "street": "街道",
+    "community": "社区",
+    "grid": "网格",
+    "micro_grid": "微网格",
+    "special_grid": "专属网格",
+    "department": "部门",
+}
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
+# Verified against when the person is unknown or has no password, so that the answer takes about as
+# long as for a real person (no user enumeration by timing).
+_dummy_hash: list[str] = []  # computed on first use, not at import
+
+
+def _dummy() -> str:
+    if not _dummy_hash:
+        _dummy_hash.append(_hasher.hash("gridcase-no-such-person"))
+    return _dummy_hash[0]
+
+
+@dataclass(frozen=True, slots=True)
+class UnitRow:
+    id: str
+    name: str
+    kind: str
+    parent_id: str | None
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRow:
+    id: str
+    name: str
+    phone: str | None
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    person_id: str
+    org_unit_id: str
+    role: str
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def mask_phone(phone: str) -> str:
+    """``13812345678`` → ``138****5678``; shorter numbers keep only their last two characters."""
+    if len(phone) >= 7:
+        return phone[:3] + "****" + phone[-4:]
+    if len(phone) > 2:
+        return "*" * (len(phone) - 2) + phone[-2:]
+    return "*" * len(phone)
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of ``password`` (for callers that store many people with one password)."""
+    return _hasher.hash(password)
+
+
+def in_scope(path_column: ColumnElement[str], paths: Iterable[str]) -> ColumnElement[bool]:
+    """A filter "``path_column`` lies in one of the subtrees ``paths``" (e.g. ``case.c.unit_path``).
+
+    Escapes LIKE wildcards (ids contain ``_``); no paths means nothing is visible.
+    """
+    clauses = [path_column.startswith(p, autoescape=True) for p in paths]
+    return or_(*clauses) if clauses else false()
+
+
+def _is_prefix(prefix: ColumnElement[str], of: ColumnElement[str]) -> ColumnElement[bool]:
+    """``of`` starts with ``prefix`` — exact, no wildcards; works on SQLite and PostgreSQL."""
+    return func.substr(of, 1, func.length(prefix)) == prefix
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise InvalidInput("org.unknown_role", f"unknown role {role!r}", {"role": role, "known": list(ROLES)})
+
+
+def _unit_row(row: Any) -> UnitRow:
+    return UnitRow(id=row.id, name=row.name, kind=row.kind, parent_id=row.parent_id, path=row.path)
+
+
+_UNIT_COLS = (org_unit.c.id, org_unit.c.name, org_unit.c.kind, org_unit.c.parent_id, org_unit.c.path)
+
+
+# ------------------------------------------------------------------------------------------------ units
+
+
+def add_unit(
+    conn: Connection, *, id: str, name: str, kind: str, parent_id: str | None, now: datetime
+) -> None:
+    """Add a unit under ``parent_id`` (``None`` makes a root, normally the district)."""
+    if not _ID.match(id):
+        raise InvalidInput(
+            "org.invalid_id", "a unit id is 1–64 letters, digits, '_', '-', '.', no '/'", {"id": id}
+        )
+    if kind not in UNIT_KINDS:
+        raise InvalidInput("org.unknown_kind", f"unknown unit kind {kind!r}", {"kind": kind})
+    if conn.execute(select(org_unit.c.id).where(org_unit.c.id == id)).first() is not None:
+        raise Conflict("org.duplicate_unit", f"unit {id!r} already exists", {"id": id})
+    if parent_id is None:
+        path = f"/{id}/"
+    else:
+        parent_path = conn.execute(select(org_unit.c.path).where(org_unit.c.id == parent_id)).scalar()
+        if parent_path is None:
+            raise InvalidInput(
+                "org.parent_not_found", f"parent unit {parent_id!r} does not exist", {"parent_id": parent_id}
+            )
+        path = f"{parent_path}{id}/"
+    conn.execute(
+        org_unit.insert().values(id=id, name=name, kind=kind, parent_id=parent_id, path=path, created_at=now)
+    )
+
+
+def get_unit(conn: Connection, unit_id: str) -> UnitRow:
+    row = conn.execute(select(*_UNIT_COLS).where(org_unit.c.id == unit_id)).first()
+    if row is None:
+        raise NotFound("org.unit_not_found", f"unit {unit_id!r} does not exist", {"id": unit_id})
+    return _unit_row(row)
+
+
+def ancestors(conn: Connection, unit_id: str) -> list[UnitRow]:
+    """The unit and every unit above it, nearest first (grid, community, street, district)."""
+    me = org_unit.alias("me")
+    rows = conn.execute(
+        select(*_UNIT_COLS)
+        .select_from(org_unit.join(me, _is_prefix(org_unit.c.path, me.c.path)))
+        .where(me.c.id == unit_id)
+        .order_by(func.length(org_unit.c.path).desc())
+    ).all()
+    if not rows:
+        raise NotFound("org.unit_not_found", f"unit {unit_id!r} does not exist", {"id": unit_id})
+    return [_unit_row(r) for r in rows]
+
+
+# ----------------------------------------------------------------------------------------------- people
+
+
+def add_person(
+    conn: Connection,
+    *,
+    id: str,
+    name: str,
+    phone: str | None,
+    password: str | None,
+    now: datetime,
+    password_hash: str | None = None,
+) -> None:
+    """Add a person; ``password`` is stored as an argon2id hash (``None``: cannot log in).
+
+    ``password_hash`` (from ``hash_password``) may be given instead of ``password``.
+    """
+    if not _ID.match(id):
+        raise InvalidInput("person.invalid_id", "a login is 1–64 letters, digits, '_', '-', '.'", {"id": id})
+    if conn.execute(select(person.c.id).where(person.c.id == id)).first() is not None:
+        raise Conflict("person.duplicate", f"person {id!r} already exists", {"id": id})
+    if password is not None:
+        password_hash = _hasher.hash(password)
+    conn.execute(
+        person.insert().values(
+            id=id, name=name, phone=phone, password_hash=password_hash, active=True, created_at=now
+        )
+    )
+
+
+def get_person(conn: Connection, person_id: str) -> PersonRow:
+    row = conn.execute(
+        select(person.c.id, person.c.name, person.c.phone, person.c.active).where(person.c.id == person_id)
+    ).first()
+    if row is None:
+        raise NotFound("person.not_found", f"person {person_id!r} does not exist", {"id": person_id})
+    return PersonRow(id=row.id, name=row.name, phone=row.phone, active=bool(row.active))
+
+
+def verify_password(conn: Connection, person_id: str, password: str) -> bool:
+    """True when ``person_id`` is active and ``password`` matches. Unknown people still cost a hash."""
+    row = conn.execute(
+        select(person.c.password_hash, person.c.active).where(person.c.id == person_id)
+    ).first()
+    stored = row.password_hash if row is not None and row.password_hash else None
+    try:
+        _hasher.verify(stored or _dummy(), password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return stored is not None and row is not None and bool(row.active)
+
+
+# ------------------------------------------------------------------------------------------ memberships
+
+
+def add_membership(conn: Connection, *, person_id: str, org_unit_id: str, role: str) -> None:
+    """Give ``person_id`` the ``role`` in ``org_unit_id`` (a person may hold many)."""
+    _check_role(role)
+    get_person(conn, person_id)
+    get_unit(conn, org_unit_id)
+    exists = conn.execute(
+        select(membership.c.id).where(
+            membership.c.person_id == person_id,
+            membership.c.org_unit_id == org_unit_id,
+            membership.c.role == role,
+        )
+    ).first()
+    if exists is not None:
+        raise Conflict(
+            "org.duplicate_membership",
+            f"{person_id!r} already holds {role!r} in {org_unit_id!r}",
+            {"person_id": person_id, "org_unit_id": org_unit_id, "role": role},
+        )
+    conn.execute(membership.insert().values(person_id=person_id, org_unit_id=org_unit_id, role=role))
+
+
+def memberships_of(conn: Connection, person_id: str) -> list[Membership]:
+    rows = conn.execute(
+        select(membership.c.person_id, membership.c.org_unit_id, membership.c.role)
+        .where(membership.c.person_id == person_id)
+        .order_by(membership.c.org_unit_id, membership.c.role)
+    ).all()
+    return [Membership(person_id=r.person_id, org_unit_id=r.org_unit_id, role=r.role) for r in rows]
+
+
+# ------------------------------------------------------------------------------------------- assignment
+
+
+def resolve_assignment(
+    conn: Connection, *, role: str, grid_id: str, unit_hint: str | None = None
+) -> str | None:
+    """The unit that owns a ``role`` task of a case in ``grid_id``, or ``None`` if nobody holds the role.
+
+    ``unit_hint`` (e.g. the department chosen by dispatch) wins when it has an active member with the
+    role; otherwise the nearest unit from the grid upwards that has one. One query (plus one to tell an
+    unknown grid from "nobody" when nothing is found).
+    """
+    _check_role(role)
+    grid_path = select(org_unit.c.path).where(org_unit.c.id == grid_id).scalar_subquery()
+    reach = _is_prefix(org_unit.c.path, grid_path)
+    nearest = func.length(org_unit.c.path).desc()
+    order: tuple[ColumnElement[object], ...] = (nearest,)
+    if unit_hint is not None:
+        hinted = org_unit.c.id == unit_hint
+        reach = or_(reach, hinted)
+        order = (case((hinted, 0), else_=1), nearest)
+    row = conn.execute(
+        select(org_unit.c.id)
+        .select_from(
+            org_unit.join(membership, membership.c.org_unit_id == org_unit.c.id).join(
+                person, person.c.id == membership.c.person_id
+            )
+        )
+        .where(reach, membership.c.role == role, person.c.active.is_(True))
+        .order_by(*order)
+        .limit(1)
+    ).first()
+    if row is not None:
+        return str(row.id)
+    get_unit(conn, grid_id)  # NotFound for an unknown grid
+    return None
+
+
+def candidates(conn: Connection, *, role: str, org_unit_id: str) -> list[str]:
+    """Ids of the active people holding ``role`` in ``org_unit_id`` (exactly that unit), sorted."""
+    rows = conn.execute(
+        select(membership.c.person_id)
+        .join(person, person.c.id == membership.c.person_id)
+        .where(
+            membership.c.role == role,
+            membership.c.org_unit_id == org_unit_id,
+            person.c.active.is_(True),
+        )
+        .order_by(membership.c.person_id)
+    ).all()
+    return [r.person_id for r in rows]
+
+
+def may_act(conn: Connection, *, person_id: str, role: str, org_unit_id: str) -> bool:
+    """May ``person_id`` act on a task assigned to (``role``, ``org_unit_id``)?
+
+    Yes if the person is active and holds ``role`` in that unit, or holds ``supervisor`` in that unit or
+    an ancestor of it (takeover by a supervisor of the subtree). One query.
+    """
+    task_path = select(org_unit.c.path).where(org_unit.c.id == org_unit_id).scalar_subquery()
+    row = conn.execute(
+        select(membership.c.id)
+        .select_from(
+            membership.join(person, person.c.id == membership.c.person_id).join(
+                org_unit, org_unit.c.id == membership.c.org_unit_id
+            )
+        )
+        .where(
+            membership.c.person_id == person_id,
+            person.c.active.is_(True),
+            or_(
+                and_(membership.c.role == role, membership.c.org_unit_id == org_unit_id),
+                and_(membership.c.role == "supervisor", _is_prefix(org_unit.c.path, task_path)),
+            ),
+        )
+        .limit(1)
+    ).first()
+    return row is not None
+
+
+# ----------------------------------------------------------------------------------------------- scopes
+
+
+def scope_paths(conn: Connection, person_id: str) -> list[str]:
+    """Unit paths whose subtrees ``person_id`` may see (filter cases with ``in_scope``), sorted.
+
+    Every unit the (active) person holds a role in, except ``resident`` memberships; a path inside
+    another listed path is dropped. Unknown or inactive people get ``[]``: they see nothing.
+    """
+    rows = conn.execute(
+        select(org_unit.c.path)
+        .select_from(
+            membership.join(org_unit, org_unit.c.id == membership.c.org_unit_id).join(
+                person, person.c.id == membership.c.person_id
+            )
+        )
+        .where(
+            membership.c.person_id == person_id,
+            membership.c.role != "resident",
+            person.c.active.is_(True),
+        )
+        .distinct()
+    ).all()
+    paths = sorted({r.path for r in rows}, key=lambda p: (len(p), p))
+    kept: list[str] = []
+    for p in paths:
+        if not any(p.startswith(k) for k in kept):
+            kept.append(p)
+    return sorted(kept)
