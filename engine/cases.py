@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 
 from engine import audit, orgs, spiff, specs
-from engine.errors import Conflict, InvalidInput, NotFound
+from engine.errors import InvalidInput, NotFound
 from engine.projection import refresh
 from engine.runtime import Runtime, Step, save_instance
 from engine.store.models import case, human_task
@@ -105,6 +105,8 @@ def start_case(
                             "category": category, "channel": channel, "grid_id": grid_id})
         result = conn.execute(select(case).where(case.c.id == case_id)).one()
     rt.workflows.put(case_id, 1, instance)
+    if result.next_wake_at is not None:
+        rt.woke(result.next_wake_at)
     return _view(result)
 
 
@@ -136,9 +138,3 @@ def open_task_ids(case_id: int, *, rt: Runtime) -> list[str]:
                 select(human_task.c.id).where(human_task.c.case_id == case_id, human_task.c.state == "ready")
             )
         ]
-
-
-def ensure_open(row: object) -> None:
-    status = getattr(row, "status", None)
-    if status != "open":
-        raise Conflict("case.closed", f"case is {status}", {"status": status})

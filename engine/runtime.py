@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -111,9 +111,15 @@ class Runtime:
     sandbox: Sandbox = field(default_factory=Sandbox)
     specs: SpecCache = field(default_factory=SpecCache)
     workflows: WorkflowCache = field(default_factory=WorkflowCache)
+    wake_listeners: list[Callable[[datetime], None]] = field(default_factory=list)
 
     def now(self) -> datetime:
         return self.clock.now()
+
+    def woke(self, instant: datetime) -> None:
+        """Tell listeners (the embedded scheduler) that a case now wants to wake at ``instant``."""
+        for listener in self.wake_listeners:
+            listener(instant)
 
 
 @dataclass
@@ -172,6 +178,9 @@ def step(rt: Runtime, case_id: int, *, expected_version: int | None = None) -> I
     finally:
         if instance is not None:
             rt.workflows.put(case_id, row.version + 1, instance)
+            wake = current.case_values.get("next_wake_at")
+            if isinstance(wake, datetime) and wake != row.next_wake_at:
+                rt.woke(wake)
 
 
 def load_instance(rt: Runtime, conn: Connection, entry: SpecEntry, case_id: int) -> spiff.Instance:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -42,7 +43,7 @@ from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask as _UserTaskMixin
 from SpiffWorkflow.bpmn.util import task as _bpmn_task_util
 from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
-from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
+from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util import task as _task_util
 from SpiffWorkflow.util.task import TaskState
@@ -291,26 +292,96 @@ def new_parser() -> CamundaParser:
 
 
 def add_file(parser: CamundaParser, tree: etree._Element, filename: str) -> None:
-    """Add one already safely parsed BPMN or DMN document; library refusals become SpiffParseError."""
+    """Add one already safely parsed BPMN or DMN document; library refusals become SpiffParseError.
+
+    The library raises far more than ValidationException on odd files (KeyError for a missing
+    ``camunda:decisionRef``, AttributeError, TypeError …): every one is turned into a SpiffParseError.
+    """
     try:
-        if etree.QName(tree).localname == "definitions" and "dmn" in (etree.QName(tree).namespace or ""):
+        qname = etree.QName(tree)
+        if qname.localname == "definitions" and "dmn" in (qname.namespace or "").lower():
             parser.add_dmn_xml(tree, filename=filename)
         else:
             parser.add_bpmn_xml(tree, filename=filename)
-    except ValidationException as err:
+    except Exception as err:  # any library failure is a problem of the file
         raise _parse_error(err, filename) from None
-    except etree.LxmlError as err:
-        raise SpiffParseError(str(err), file=filename, line=None, element_id=None) from None
 
 
-def _parse_error(err: ValidationException, filename: str | None) -> SpiffParseError:
-    message = str(getattr(err, "msg", None) or err).splitlines()[0]
+def _parse_error(err: BaseException, filename: str | None) -> SpiffParseError:
+    """A located, plain-words SpiffParseError for whatever the library raised."""
+    node = _failing_node(err)
+    node_id = (node.get("id") or None) if node is not None else None
+    node_line = node.sourceline if node is not None else None
+    if isinstance(err, ValidationException):
+        message = str(err.args[0]) if err.args else str(err)
+        notes = [str(n) for n in getattr(err, "notes", []) if n]
+        if notes:
+            message = f"{message.rstrip('. ')}. {'. '.join(notes)}"
+        element_id = getattr(err, "id", None) or node_id
+        line = getattr(err, "line_number", None)
+        if not (isinstance(line, int) and line > 0):
+            line = node_line if element_id == node_id else None  # else the caller finds the element's line
+        return SpiffParseError(
+            _plain_library_message(message.splitlines()[0] if message else type(err).__name__),
+            file=getattr(err, "file_name", None) or filename,
+            line=line,
+            element_id=element_id,
+        )
     return SpiffParseError(
-        message,
-        file=getattr(err, "file_name", None) or filename,
-        line=getattr(err, "line_number", None) or None,
-        element_id=getattr(err, "id", None) or None,
+        _plain_library_message(_describe_exception(err)), file=filename, line=node_line, element_id=node_id
     )
+
+
+def _failing_node(err: BaseException) -> etree._Element | None:
+    """The innermost XML element the library was working on when ``err`` (or what caused it) was raised."""
+    found: etree._Element | None = None
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        tb = current.__traceback__
+        while tb is not None:
+            frame_locals = tb.tb_frame.f_locals
+            candidate = frame_locals.get("node")
+            owner = frame_locals.get("self")
+            if not isinstance(candidate, etree._Element) and owner is not None:
+                candidate = getattr(owner, "node", None)
+            if isinstance(candidate, etree._Element) and candidate.get("id"):
+                found = candidate
+            tb = tb.tb_next
+        if found is not None:
+            return found
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def _describe_exception(err: BaseException) -> str:
+    if isinstance(err, KeyError) and err.args:
+        key = str(err.args[0])
+        if key.startswith("{"):
+            namespace, _, local = key[1:].partition("}")
+            prefix = "camunda:" if namespace == CAMUNDA_NS else ("bpmn:" if namespace == BPMN_NS else "")
+            return f"required attribute {prefix}{local} is missing"
+        return f"'{key}' is referenced but not defined"
+    text = str(err).splitlines()[0] if str(err) else ""
+    return f"the BPMN library could not read this element ({type(err).__name__}{': ' + text if text else ''})"
+
+
+_LIBRARY_MESSAGES = (
+    ("raise_validation_exception() got an unexpected keyword argument",
+     "an event refers to a message, signal, error or escalation that is not defined"),
+    ("'NoneTask' object has no attribute 'event_definition'",
+     "an event-based gateway must be followed only by catch events or receive tasks"),
+)
+
+
+def _plain_library_message(message: str) -> str:
+    """Replace messages that are artefacts of SpiffWorkflow 3.2.0 bugs with what they mean."""
+    for marker, plain in _LIBRARY_MESSAGES:
+        if marker in message:
+            return plain
+    message = re.sub(r"<Element \{[^}]*\}(\w+) at 0x[0-9a-fA-F]+>", r"\1", message)  # no memory addresses
+    return message.strip().rstrip(".").strip() or "the BPMN library refused this file"
 
 
 def parse_process(parser: CamundaParser, process_id: str, lanes: Mapping[str, tuple[str, str]]) -> ParsedProcess:
@@ -321,10 +392,8 @@ def parse_process(parser: CamundaParser, process_id: str, lanes: Mapping[str, tu
     try:
         spec = parser.get_spec(process_id)
         subprocess_specs = parser.get_subprocess_specs(process_id)
-    except ValidationException as err:
+    except Exception as err:  # the library raises KeyError, AttributeError … on odd files
         raise _parse_error(err, None) from None
-    except SpiffWorkflowException as err:
-        raise SpiffParseError(str(err), file=None, line=None, element_id=None) from None
     user_tasks: dict[str, TaskMeta] = {}
     for each in [spec, *subprocess_specs.values()]:
         if each is None:
@@ -515,22 +584,16 @@ class Instance:
         return timers
 
     def check_not_stalled(self) -> None:
-        """A workflow that says it is done while tasks are unfinished has stalled: say so loudly."""
+        """A workflow that cannot move on must say so loudly, never pass for completed (trap 5)."""
         unfinished = [t for t in self._all_tasks() if t.state & TaskState.NOT_FINISHED_MASK]
-        if self.workflow.completed and unfinished:
-            raise Conflict(
-                "case.stalled",
-                "the workflow reports completion while tasks are unfinished",
-                {"unfinished": [t.task_spec.name for t in unfinished[:10]]},
-            )
-        if not self.workflow.completed:
-            live = [t for t in unfinished if t.state & (TaskState.READY | TaskState.WAITING | TaskState.STARTED)]
-            if not live:
-                raise Conflict(
-                    "case.stalled",
-                    "the workflow can make no progress: nothing is ready or waiting",
-                    {"unfinished": [t.task_spec.name for t in unfinished[:10]]},
-                )
+        if self.workflow.is_completed() and unfinished:
+            raise _stalled("the workflow reports completion while tasks are unfinished", unfinished)
+        engine_ready = [t for t in unfinished if t.state == TaskState.READY and not t.task_spec.manual]
+        if engine_ready:
+            raise _stalled("engine tasks are ready but the engine did not run them", engine_ready)
+        live = TaskState.READY | TaskState.WAITING | TaskState.STARTED
+        if not self.workflow.completed and not any(t.state & live for t in unfinished):
+            raise _stalled("the workflow can make no progress: nothing is ready or waiting", unfinished)
 
     def _all_tasks(self) -> Iterator[Task]:
         yield from self.workflow.tasks.values()
@@ -564,6 +627,10 @@ class Instance:
         }
         self._saved = current
         return StateDelta(json.dumps(body, ensure_ascii=False, default=_json_default), upserts, deletes)
+
+
+def _stalled(message: str, tasks: list[Task]) -> Conflict:
+    return Conflict("case.stalled", message, {"tasks": sorted({t.task_spec.name for t in tasks})[:10]})
 
 
 def _json_default(value: object) -> object:

@@ -26,23 +26,6 @@ def _fixed(_person_id: str) -> str:
     return PASSWORD
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        database = Database.for_tests(f"sqlite:///{tmp_path / 't.db'}")
-    else:
-        url = os.environ.get("DATABASE_URL", "")
-        if not url.startswith("postgresql"):
-            pytest.skip("PostgreSQL run needs DATABASE_URL=postgresql+psycopg://… (unset)")
-        database = Database.for_tests(url)
-        with database.engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    database.migrate()
-    yield database
-    database.dispose()
-
-
 @pytest.fixture
 def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Per-person argon2 hashes at production cost take ~0.15 s each; tests that need many use less."""

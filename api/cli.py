@@ -1,0 +1,359 @@
+"""The ``gridcase`` command line: serve, demo, validate, deploy, case/task actions, timers, calendar.
+
+It sits beside the Flask app as an outer layer (it starts the server), so it lives in ``api/``; the
+engine never imports it. Every ``EngineError`` becomes ``error: <code>: <message>`` (one line per
+problem for a refused spec) and exit code 1 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from api.config import Config
+from engine import cases, specs, tasks, timers
+from engine.calendar import WorkCalendar, WorkingHours, explain
+from engine.clock import SHANGHAI
+from engine.demo_org import load_demo_org
+from engine.errors import EngineError, InvalidInput, SpecError
+from engine.runtime import Runtime
+from engine.store.db import Database, resolve_url
+
+
+class Ctx:
+    def __init__(self, db: str | None) -> None:
+        self.db_option = db
+        self._rt: Runtime | None = None
+
+    @property
+    def rt(self) -> Runtime:
+        if self._rt is None:
+            db = Database(resolve_url(self.db_option))
+            db.migrate()
+            self._rt = Runtime(db=db)
+        return self._rt
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Turn domain errors into plain lines and exit code 1."""
+    try:
+        yield
+    except SpecError as err:
+        for problem in err.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"error: {err.code}: {err.message}", err=True)
+        sys.exit(1)
+    except EngineError as err:
+        click.echo(f"error: {err.code}: {err.message}", err=True)
+        fields = err.details.get("fields")
+        if isinstance(fields, dict):
+            for name, message in fields.items():
+                click.echo(f"  {name}: {message}", err=True)
+        sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", envvar="GRIDCASE_DB", help="SQLite file or database URL (default: DATABASE_URL, then "
+              "the SQLite file under your data directory).")
+@click.pass_context
+def main(ctx: click.Context, db: str | None) -> None:
+    """gridcase — BPMN case management for community grid governance (网格化管理)."""
+    ctx.obj = Ctx(db)
+
+
+# --- setting up -------------------------------------------------------------------------------------------
+
+
+def _deploy_dir(rt: Runtime, workflows: Path, forms: Path | None, actor: str | None) -> list[str]:
+    lines = []
+    folders = sorted(p for p in workflows.iterdir() if p.is_dir()) if workflows.is_dir() else []
+    for folder in folders or [workflows]:
+        sources = specs.read_sources([folder])
+        if not sources:
+            continue
+        validation = specs.validate(sources, forms_dir=forms, sandbox=rt.sandbox)
+        with rt.db.write() as conn:
+            for version in specs.deploy(conn, validation, actor=actor, now=rt.now()):
+                state = "deployed" if version.created else "unchanged"
+                lines.append(f"{version.process_id}: version {version.id} {state} ({version.content_hash[:12]})")
+    return lines
+
+
+def ensure_demo(rt: Runtime, config: Config, echo: Callable[[str], None]) -> None:
+    """Load the demo organisation (printing passwords once) and deploy the shipped processes."""
+    with rt.db.write() as conn:
+        people = load_demo_org(conn, now=rt.now())
+    if people:
+        echo("Demo organisation loaded. Logins and passwords (shown once):")
+        for login, name, roles, password in people:
+            echo(f"  {login:<18} {password:<14} {name}  {roles}")
+    for line in _deploy_dir(rt, config.workflows_dir, config.forms_dir, "system"):
+        echo(f"  {line}")
+
+
+@main.command()
+@pass_ctx
+def demo(ctx: Ctx) -> None:
+    """Load the demo organisation and deploy the shipped processes (idempotent)."""
+    with reported():
+        ensure_demo(ctx.rt, Config(), click.echo)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--forms", "forms_dir", type=click.Path(path_type=Path), help="forms/ folder (default: beside).")
+def validate(paths: tuple[Path, ...], forms_dir: Path | None) -> None:
+    """Check BPMN/DMN files or folders; print every problem (exit 1 when any is an error)."""
+    from engine.sandbox import Sandbox
+
+    with reported():
+        sources = specs.read_sources(list(paths))
+        if not sources:
+            raise InvalidInput("spec.no_files", "no .bpmn or .dmn files found", {"paths": [str(p) for p in paths]})
+        result = specs.validate(sources, forms_dir=forms_dir or specs.default_forms_dir(list(paths)),
+                                sandbox=Sandbox())
+        for problem in result.problems:
+            click.echo(str(problem), err=problem.severity == "error")
+        if not result.ok:
+            raise SpecError(result.problems)
+        click.echo(f"ok: {len(sources)} file(s), processes: {', '.join(sorted(result.processes)) or 'none'}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--forms", "forms_dir", type=click.Path(path_type=Path))
+@click.option("--as", "actor", default=None, help="who deploys (recorded).")
+@pass_ctx
+def deploy(ctx: Ctx, path: Path, forms_dir: Path | None, actor: str | None) -> None:
+    """Validate and deploy a workflows folder (one spec version per changed process)."""
+    with reported():
+        for line in _deploy_dir(ctx.rt, path, forms_dir or specs.default_forms_dir([path]), actor):
+            click.echo(line)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--no-demo", is_flag=True, help="do not load the demo organisation on first start.")
+@pass_ctx
+def serve(ctx: Ctx, host: str, port: int, no_demo: bool) -> None:
+    """Run the web app with the embedded timer scheduler (Ctrl-C stops both)."""
+    from werkzeug.serving import make_server
+
+    from api.app import create_app
+
+    config = Config(database_url=resolve_url(ctx.db_option), start_scheduler=True)
+    rt = ctx.rt
+    with reported():
+        if not no_demo:
+            ensure_demo(rt, config, click.echo)
+    app = create_app(config, runtime=rt)
+    server = make_server(host, port, app, threaded=True)
+    click.echo(f"gridcase serving on http://{host}:{server.server_port}/  (database: {rt.db.dialect}; Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopping…")
+    finally:
+        server.server_close()
+        scheduler = app.extensions.get("gridcase.scheduler")
+        if scheduler is not None:
+            scheduler.stop()
+        rt.db.dispose()
+
+
+# --- cases and tasks ------------------------------------------------------------------------------------
+
+
+def _parse_vars(pairs: tuple[str, ...]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise InvalidInput("cli.bad_variable", f"--var takes NAME=VALUE, got '{pair}'", {"value": pair})
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _parse_json(text: str) -> dict[str, object]:
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise InvalidInput("cli.bad_json", f"--data is not valid JSON: {err}", {}) from None
+    if not isinstance(data, dict):
+        raise InvalidInput("cli.bad_json", "--data must be a JSON object", {})
+    return data
+
+
+@main.group("case")
+def case_group() -> None:
+    """Start and inspect cases."""
+
+
+@case_group.command("start")
+@click.argument("process_id")
+@click.option("--title", required=True)
+@click.option("--grid", "grid_id", help="grid id (e.g. g1).")
+@click.option("--kind", default=None, help="work_order, dispute, grid_event or demo (default: from process).")
+@click.option("--category")
+@click.option("--channel")
+@click.option("--var", "variables", multiple=True, help="routing variable NAME=VALUE (JSON values allowed).")
+@click.option("--as", "actor", required=True, help="who reports the case.")
+@pass_ctx
+def case_start(ctx: Ctx, process_id: str, title: str, grid_id: str | None, kind: str | None,
+               category: str | None, channel: str | None, variables: tuple[str, ...], actor: str) -> None:
+    """Start a case on the newest deployed version of PROCESS_ID."""
+    with reported():
+        view = cases.start_case(
+            process_id, rt=ctx.rt, actor=actor, title=title, kind=kind or _default_kind(process_id),
+            grid_id=grid_id, category=category, channel=channel, variables=_parse_vars(variables),
+        )
+        click.echo(f"case {view.number} (id {view.id}) started, version {view.version}")
+        _echo_open_tasks(ctx.rt, view.id)
+
+
+def _default_kind(process_id: str) -> str:
+    return {"mediation": "dispute"}.get(process_id, process_id if process_id in cases.KINDS else "work_order")
+
+
+def _echo_open_tasks(rt: Runtime, case_id: int) -> None:
+    for task in tasks.case_tasks(case_id, rt=rt):
+        if task.state == "ready":
+            who = task.assignee_id or f"{task.role}@{task.org_unit_id}"
+            click.echo(f"  task {task.id}  {task.name} ({task.task_spec})  for {who}  form {task.form_key}")
+
+
+@case_group.command("show")
+@click.argument("reference")
+@pass_ctx
+def case_show(ctx: Ctx, reference: str) -> None:
+    """Show a case (by id or number): state, tasks, timeline."""
+    from engine.audit import timeline
+
+    with reported():
+        view = cases.find_case(reference, rt=ctx.rt)
+        click.echo(f"{view.number}  {view.title}  [{view.status}]  version {view.version}  "
+                   f"process {view.process_id} v{view.spec_version_id}  grid {view.grid_id}")
+        for task in tasks.case_tasks(view.id, rt=ctx.rt):
+            click.echo(f"  {task.state:<10} {task.name} ({task.task_spec})  {task.id}  "
+                       f"{task.role}@{task.org_unit_id}  {task.completed_by or ''}")
+        with ctx.rt.db.read() as conn:
+            for event in timeline(conn, view.id):
+                click.echo(f"  {event.at.astimezone(SHANGHAI):%Y-%m-%d %H:%M}  {event.actor_id or '-':<14} "
+                           f"{event.action}")
+
+
+@main.group("task")
+def task_group() -> None:
+    """Work lists and task actions."""
+
+
+@task_group.command("list")
+@click.option("--as", "person", required=True, help="whose work list.")
+@pass_ctx
+def task_list(ctx: Ctx, person: str) -> None:
+    """The open tasks PERSON may work on."""
+    with reported():
+        found = tasks.list_tasks(rt=ctx.rt, person_id=person)
+        for task in found:
+            click.echo(f"{task.id}  {task.case_number}  v{task.case_version}  {task.name} ({task.task_spec})  "
+                       f"form {task.form_key}  {task.case_title}")
+        if not found:
+            click.echo("no open tasks")
+
+
+@task_group.command("complete")
+@click.argument("task_id")
+@click.option("--as", "person", required=True)
+@click.option("--data", default="{}", help="form data as a JSON object.")
+@click.option("--version", "expected_version", type=int, help="the case version you saw (stale → refused).")
+@pass_ctx
+def task_complete(ctx: Ctx, task_id: str, person: str, data: str, expected_version: int | None) -> None:
+    """Complete TASK_ID (full id or a unique prefix of 8+ characters) with form data."""
+    with reported():
+        done = tasks.complete_task(task_id, rt=ctx.rt, actor=person, data=_parse_json(data),
+                                   expected_version=expected_version)
+        view = cases.get_case(done.case_id, rt=ctx.rt)
+        click.echo(f"completed {done.name}; case {view.number} is {view.status}, version {view.version}")
+        _echo_open_tasks(ctx.rt, view.id)
+
+
+def _assign_command(name: str, action: Callable[..., tasks.TaskView], verb: str) -> None:
+    @task_group.command(name)
+    @click.argument("task_id")
+    @click.option("--as", "person", required=True)
+    @click.option("--version", "expected_version", type=int)
+    @pass_ctx
+    def command(ctx: Ctx, task_id: str, person: str, expected_version: int | None) -> None:
+        with reported():
+            done = action(task_id, rt=ctx.rt, actor=person, expected_version=expected_version)
+            click.echo(f"{verb} {done.name} ({done.id})")
+
+    command.__doc__ = f"{verb.capitalize()} a task."
+
+
+_assign_command("claim", tasks.claim_task, "claimed")
+_assign_command("unclaim", tasks.unclaim_task, "released")
+
+
+# --- time ----------------------------------------------------------------------------------------------------
+
+
+@main.command("fire-due")
+@pass_ctx
+def fire_due_command(ctx: Ctx) -> None:
+    """Fire every BPMN timer that is due now, once."""
+    with reported():
+        report = timers.fire_due(rt=ctx.rt)
+        click.echo(f"fired {len(report.fired)} case(s); {len(report.failed)} failed")
+        for case_id, code in report.failed.items():
+            click.echo(f"  case {case_id}: {code}", err=True)
+        if report.failed:
+            sys.exit(1)
+
+
+@main.group("calendar")
+def calendar_group() -> None:
+    """Working-day calendar (Chinese holidays and make-up workdays)."""
+
+
+@calendar_group.command("add")
+@click.argument("start")
+@click.argument("duration")
+@click.option("--hours", "hours_text", help="working hours, e.g. '08:30-12:00,13:30-17:30'.")
+@click.option("--explain", "show", is_flag=True, help="list each skipped day and why.")
+def calendar_add(start: str, duration: str, hours_text: str | None, show: bool) -> None:
+    """Print START + DURATION (3WD, 2WH, P7D, PT2H …) as an ISO instant with offset."""
+    with reported():
+        try:
+            instant = datetime.fromisoformat(start)
+        except ValueError:
+            raise InvalidInput("calendar.bad_instant", f"'{start}' is not an ISO 8601 instant", {}) from None
+        if instant.tzinfo is None:
+            instant = instant.replace(tzinfo=SHANGHAI)
+        overlay = os.environ.get("GRIDCASE_CALENDAR_DIR")
+        calendar = WorkCalendar(Path(overlay) if overlay else None)
+        hours = WorkingHours.from_text(hours_text) if hours_text else None
+        deadline = calendar.add(instant, duration, hours=hours)
+        click.echo(deadline.due_at.isoformat())
+        if show:
+            for line in explain(deadline):
+                click.echo(f"  {line}")
+
+
+if __name__ == "__main__":
+    main()

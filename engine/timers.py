@@ -1,0 +1,94 @@
+"""BPMN timers: fire what is due. Each due case is handled in its own step (own transaction, row lock),
+so one failing case is logged, marked as an incident and skipped while the others go on.
+
+Due cases are found through the indexed ``case.next_wake_at`` column; the step re-reads the row under
+its lock, so firing twice (two schedulers, a retry) finds nothing left to do the second time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from engine import audit
+from engine.errors import EngineError
+from engine.projection import refresh
+from engine.runtime import Runtime, step
+from engine.store.models import case
+
+log = logging.getLogger("gridcase.timers")
+BATCH = 500
+
+
+@dataclass(slots=True)
+class FireReport:
+    fired: list[int] = field(default_factory=list)  # case ids whose timers fired
+    failed: dict[int, str] = field(default_factory=dict)  # case id -> error code
+
+
+def due_cases(rt: Runtime, now: datetime, *, limit: int = BATCH) -> list[int]:
+    with rt.db.read() as conn:
+        rows = conn.execute(
+            select(case.c.id)
+            .where(case.c.status == "open", case.c.next_wake_at.is_not(None), case.c.next_wake_at <= now)
+            .order_by(case.c.next_wake_at)
+            .limit(limit)
+        ).all()
+    return [int(r[0]) for r in rows]
+
+
+def next_wake_at(rt: Runtime) -> datetime | None:
+    with rt.db.read() as conn:
+        value = conn.execute(
+            select(case.c.next_wake_at)
+            .where(case.c.status == "open", case.c.next_wake_at.is_not(None))
+            .order_by(case.c.next_wake_at)
+            .limit(1)
+        ).scalar()
+    return value
+
+
+def fire_case(case_id: int, *, rt: Runtime) -> bool:
+    """Fire the due timers of one case; False when nothing was due any more (already fired)."""
+    with step(rt, case_id) as current:
+        due = current.case.next_wake_at
+        if due is None or due > current.now:
+            return False
+        before = sorted(t.task_spec for t in current.instance.waiting_timers())
+        current.instance.refresh_timers(rt.clock)
+        change = refresh(current, actor="system")
+        audit.record(
+            current.conn, "timer.fired", at=current.now, actor_id="system", case_id=case_id,
+            before={"waiting": before, "due_at": due.isoformat()},
+            after={"created": change.created, "closed": change.closed},
+        )
+    return True
+
+
+def fire_due(*, rt: Runtime, limit: int = BATCH) -> FireReport:
+    """Fire every case whose next wake-up has come; log and continue past a failing case."""
+    report = FireReport()
+    for case_id in due_cases(rt, rt.now(), limit=limit):
+        try:
+            if fire_case(case_id, rt=rt):
+                report.fired.append(case_id)
+        except EngineError as err:
+            log.error("timer of case %s failed: %s", case_id, err)
+            report.failed[case_id] = err.code
+            _mark_incident(rt, case_id, err)
+        except Exception as err:  # a bug must not stop the other cases
+            log.exception("timer of case %s failed unexpectedly", case_id)
+            report.failed[case_id] = "internal_error"
+            _mark_incident(rt, case_id, err)
+    return report
+
+
+def _mark_incident(rt: Runtime, case_id: int, err: Exception) -> None:
+    code = err.code if isinstance(err, EngineError) else "internal_error"
+    with rt.db.write() as conn:
+        conn.execute(update(case).where(case.c.id == case_id).values(status="incident", updated_at=rt.now()))
+        audit.record(conn, "case.incident", at=rt.now(), actor_id="system", case_id=case_id,
+                     after={"code": code, "message": str(err)[:500]})

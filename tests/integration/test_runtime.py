@@ -1,0 +1,254 @@
+"""The case runtime end to end on a real database: steps, restart, single writer, bad input, timers."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from engine import cases, tasks, timers
+from engine.audit import timeline
+from engine.clock import FixedClock
+from engine.errors import Conflict, InvalidInput, PermissionDenied, ScriptError
+from engine.runtime import Runtime
+from engine.store.db import Database
+from engine.store.models import audit_event, case, human_task, timer, workflow_state, workflow_task
+from tests.conftest import deploy_folder
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def start_demo(rt: Runtime) -> cases.CaseView:
+    return cases.start_case("demo", rt=rt, actor="gw_g1", title="楼道堆物", kind="demo", grid_id="g1")
+
+
+def ready(rt: Runtime, case_id: int) -> list[tasks.TaskView]:
+    return [t for t in tasks.case_tasks(case_id, rt=rt) if t.state == "ready"]
+
+
+def snapshot(db: Database, case_id: int) -> tuple[object, ...]:
+    """Everything a step writes for a case, to prove a refused step changed nothing."""
+    with db.read() as conn:
+        return (
+            conn.execute(select(case.c.version, case.c.status).where(case.c.id == case_id)).one(),
+            conn.execute(select(workflow_state.c.body).where(workflow_state.c.case_id == case_id)).scalar(),
+            sorted(conn.execute(select(workflow_task.c.task_id, workflow_task.c.body)
+                                .where(workflow_task.c.case_id == case_id)).all()),
+            sorted(conn.execute(select(human_task.c.id, human_task.c.state, human_task.c.assignee_id)
+                                .where(human_task.c.case_id == case_id)).all()),
+            conn.execute(select(func.count()).select_from(audit_event).where(audit_event.c.case_id == case_id)).scalar(),
+        )
+
+
+def test_a_case_runs_from_report_to_closed_and_the_work_lists_follow(rt: Runtime) -> None:
+    started = start_demo(rt)
+    assert started.status == "open" and started.version == 1
+    [handle] = tasks.list_tasks(rt=rt, person_id="gw_g1")
+    assert (handle.name, handle.role, handle.org_unit_id, handle.form_key) == ("处置", "grid_worker", "g1", "demo/handle")
+    assert tasks.list_tasks(rt=rt, person_id="gw_g2") == []  # another grid's worker sees nothing
+
+    tasks.complete_task(handle.id, rt=rt, actor="gw_g1", data={"result": "已清理"}, expected_version=1)
+    [verify] = tasks.list_tasks(rt=rt, person_id="community_c1")
+    assert (verify.role, verify.org_unit_id, verify.case_version) == ("community", "c1", 2)
+    tasks.complete_task(verify.id, rt=rt, actor="community_c1", data={"verify_result": "pass"}, expected_version=2)
+
+    closed = cases.get_case(started.id, rt=rt)
+    assert (closed.status, closed.version) == ("completed", 3)
+    assert closed.closed_at == rt.now()
+    with rt.db.read() as conn:
+        actions = [(e.action, e.actor_id) for e in timeline(conn, started.id)]
+    assert actions == [("case.started", "gw_g1"), ("task.completed", "gw_g1"), ("task.completed", "community_c1")]
+
+
+def test_every_step_survives_a_restart_with_nothing_kept_in_memory(db: Database, clock: FixedClock,
+                                                                   rt: Runtime) -> None:
+    started = start_demo(rt)
+    for loop in range(3):
+        restarted = Runtime(db=Database.for_tests(db.url), clock=clock)  # new caches, new engine
+        [handle] = ready(restarted, started.id)
+        tasks.complete_task(handle.id, rt=restarted, actor="gw_g1", data={"result": f"第{loop}次"})
+        restarted = Runtime(db=Database.for_tests(db.url), clock=clock)
+        [verify] = ready(restarted, started.id)
+        tasks.complete_task(verify.id, rt=restarted, actor="community_c1", data={"verify_result": "fail"})
+    restarted = Runtime(db=Database.for_tests(db.url), clock=clock)
+    [handle] = ready(restarted, started.id)
+    assert handle.task_spec == "handle"
+    assert cases.get_case(started.id, rt=restarted).version == 7
+
+
+def test_invalid_form_data_gives_field_errors_and_leaves_the_case_unchanged(rt: Runtime) -> None:
+    started = start_demo(rt)
+    [handle] = ready(rt, started.id)
+    before = snapshot(rt.db, started.id)
+    with pytest.raises(InvalidInput) as caught:
+        tasks.complete_task(handle.id, rt=rt, actor="gw_g1", data={"result": 5, "colour": "red"})
+    assert caught.value.code == "form.invalid"
+    assert set(caught.value.details["fields"]) == {"result", "colour"}  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput) as missing:
+        tasks.complete_task(handle.id, rt=rt, actor="gw_g1", data={})
+    assert missing.value.details["fields"] == {"result": "此项必填 (required)"}
+    assert snapshot(rt.db, started.id) == before
+
+
+def test_completing_a_task_twice_or_with_a_stale_version_is_a_conflict(rt: Runtime) -> None:
+    started = start_demo(rt)
+    [handle] = ready(rt, started.id)
+    tasks.complete_task(handle.id, rt=rt, actor="gw_g1", data={"result": "ok"})
+    before = snapshot(rt.db, started.id)
+    with pytest.raises(Conflict) as twice:
+        tasks.complete_task(handle.id, rt=rt, actor="gw_g1", data={"result": "ok"})
+    assert twice.value.code == "task.already_completed"
+    [verify] = ready(rt, started.id)
+    with pytest.raises(Conflict) as stale:
+        tasks.complete_task(verify.id, rt=rt, actor="community_c1", data={"verify_result": "pass"}, expected_version=1)
+    assert stale.value.code == "case.stale_version"
+    assert snapshot(rt.db, started.id) == before
+
+
+def test_only_candidates_may_act_and_a_claim_keeps_colleagues_out(rt: Runtime) -> None:
+    started = start_demo(rt)
+    [handle] = ready(rt, started.id)
+    with pytest.raises(PermissionDenied) as outsider:
+        tasks.complete_task(handle.id, rt=rt, actor="gw_g2", data={"result": "x"})
+    assert outsider.value.code == "task.not_candidate"
+    tasks.claim_task(handle.id, rt=rt, actor="gw_g1_2")  # the grid's second worker takes it
+    assert tasks.list_tasks(rt=rt, person_id="gw_g1") == []
+    with pytest.raises(PermissionDenied):
+        tasks.complete_task(handle.id, rt=rt, actor="gw_g1", data={"result": "x"})
+    with pytest.raises(Conflict):
+        tasks.claim_task(handle.id, rt=rt, actor="gw_g1")
+    tasks.unclaim_task(handle.id, rt=rt, actor="gw_g1_2")
+    assert [t.id for t in tasks.list_tasks(rt=rt, person_id="gw_g1")] == [handle.id]
+    with rt.db.read() as conn:
+        assert [e.action for e in timeline(conn, started.id)][-2:] == ["task.claimed", "task.unclaimed"]
+
+
+def test_two_threads_completing_the_same_task_have_exactly_one_winner(rt: Runtime, db: Database,
+                                                                      clock: FixedClock) -> None:
+    started = start_demo(rt)
+    [handle] = ready(rt, started.id)
+    runtimes = [Runtime(db=Database.for_tests(db.url), clock=clock) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def attempt(own: Runtime) -> None:
+        barrier.wait()
+        try:
+            tasks.complete_task(handle.id, rt=own, actor="gw_g1", data={"result": "抢"}, expected_version=1)
+            outcomes.append("won")
+        except Conflict as err:
+            outcomes.append(err.code)
+
+    threads = [threading.Thread(target=attempt, args=(own,)) for own in runtimes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) in (["case.stale_version", "won"], ["task.already_completed", "won"])
+    assert cases.get_case(started.id, rt=rt).version == 2
+    assert len(ready(rt, started.id)) == 1
+
+
+def test_a_long_rework_loop_keeps_running_past_stock_spiffs_depth_limit(rt: Runtime) -> None:
+    started = start_demo(rt)
+    for _ in range(400):  # stock 3.2.0 stalls after ~333 rounds and claims to be complete
+        [handle] = ready(rt, started.id)
+        tasks.complete_task(handle.id, rt=rt, actor="gw_g1", data={"result": "r"})
+        [verify] = ready(rt, started.id)
+        tasks.complete_task(verify.id, rt=rt, actor="community_c1", data={"verify_result": "fail"})
+    assert cases.get_case(started.id, rt=rt).status == "open"
+    rt.workflows.clear()  # and it reloads from the database at that depth
+    [handle] = ready(rt, started.id)
+    tasks.complete_task(handle.id, rt=rt, actor="gw_g1", data={"result": "r"})
+    [verify] = ready(rt, started.id)
+    tasks.complete_task(verify.id, rt=rt, actor="community_c1", data={"verify_result": "pass"})
+    assert cases.get_case(started.id, rt=rt).status == "completed"
+
+
+@pytest.fixture
+def timed(rt: Runtime) -> Runtime:
+    deploy_folder(rt, FIXTURES / "timed", FIXTURES / "forms")
+    return rt
+
+
+def start_timed(rt: Runtime) -> cases.CaseView:
+    return cases.start_case("timed", rt=rt, actor="gw_g1", title="超时测试", kind="demo", grid_id="g1")
+
+
+def test_a_boundary_timer_fires_once_when_its_time_comes(timed: Runtime, clock: FixedClock) -> None:
+    started = start_timed(timed)
+    assert started.next_wake_at == clock.now() + timedelta(hours=2)
+    with timed.db.read() as conn:
+        assert conn.execute(select(timer.c.task_spec).where(timer.c.case_id == started.id)).scalars().all() == [
+            "too_late"
+        ]
+    assert timers.fire_due(rt=timed).fired == []  # not yet
+    clock.advance(timedelta(hours=2, seconds=1))
+    assert timers.fire_due(rt=timed).fired == [started.id]
+    assert timers.fire_due(rt=timed).fired == []  # idempotent: nothing left to fire
+    states = {t.task_spec: t.state for t in tasks.case_tasks(started.id, rt=timed)}
+    assert states == {"handle": "cancelled", "escalated": "ready"}
+    [escalated] = ready(timed, started.id)
+    assert (escalated.role, escalated.org_unit_id) == ("community", "c1")
+    assert cases.get_case(started.id, rt=timed).next_wake_at is None
+
+
+def test_a_missing_gateway_variable_is_named_not_a_python_name_error(timed: Runtime) -> None:
+    started = start_timed(timed)
+    [handle] = ready(timed, started.id)
+    before = snapshot(timed.db, started.id)
+    with pytest.raises(InvalidInput) as caught:
+        tasks.complete_task(handle.id, rt=timed, actor="gw_g1", data={"note": "没有选择方式"})
+    assert caught.value.code == "gateway.missing_variable"
+    assert caught.value.details["variable"] == "mode"
+    assert caught.value.details["element_id"] == "route"
+    assert snapshot(timed.db, started.id) == before
+
+
+def test_a_runaway_script_is_stopped_and_the_case_is_unchanged(timed: Runtime) -> None:
+    started = start_timed(timed)
+    [handle] = ready(timed, started.id)
+    before = snapshot(timed.db, started.id)
+    with pytest.raises(ScriptError) as caught:
+        tasks.complete_task(handle.id, rt=timed, actor="gw_g1", data={"mode": "loop"})
+    assert caught.value.code == "script.budget_exceeded"
+    assert caught.value.details["element_id"] == "loop_forever"
+    assert snapshot(timed.db, started.id) == before
+    tasks.complete_task(handle.id, rt=timed, actor="gw_g1", data={"mode": "done"})  # still usable
+    assert cases.get_case(started.id, rt=timed).status == "completed"
+
+
+def test_a_failing_case_is_marked_an_incident_and_the_others_still_fire(timed: Runtime, clock: FixedClock,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = start_timed(timed), start_timed(timed)
+    clock.advance(timedelta(hours=3))
+    real = timers.fire_case
+
+    def flaky(case_id: int, *, rt: Runtime) -> bool:
+        if case_id == first.id:
+            raise Conflict("case.engine_error", "boom")
+        return real(case_id, rt=rt)
+
+    monkeypatch.setattr(timers, "fire_case", flaky)
+    report = timers.fire_due(rt=timed)
+    assert report.fired == [second.id] and report.failed == {first.id: "case.engine_error"}
+    assert cases.get_case(first.id, rt=timed).status == "incident"
+
+
+def test_new_cases_start_on_the_latest_version_and_running_cases_stay_pinned(timed: Runtime, tmp_path: Path) -> None:
+    running = start_timed(timed)
+    changed = tmp_path / "timed"
+    changed.mkdir()
+    text = (FIXTURES / "timed" / "timed.bpmn").read_text().replace("PT2H", "PT4H")
+    (changed / "timed.bpmn").write_text(text)
+    deploy_folder(timed, changed, FIXTURES / "forms")
+    newer = start_timed(timed)
+    assert newer.spec_version_id > running.spec_version_id
+    assert (newer.next_wake_at - newer.created_at) == timedelta(hours=4)  # type: ignore[operator]
+    assert (running.next_wake_at - running.created_at) == timedelta(hours=2)  # type: ignore[operator]
+    [handle] = ready(timed, running.id)
+    tasks.complete_task(handle.id, rt=timed, actor="gw_g1", data={"mode": "done"})
+    assert cases.get_case(running.id, rt=timed).spec_version_id == running.spec_version_id

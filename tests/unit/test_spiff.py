@@ -1,0 +1,89 @@
+"""engine.spiff without a database: stepping, the stall guard, and the per-task save/load round trip."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from SpiffWorkflow.util import task as task_util
+
+from engine import specs, spiff
+from engine.clock import FixedClock
+from engine.errors import Conflict
+from engine.sandbox import Sandbox
+
+REPO = Path(__file__).resolve().parents[2]
+CLOCK = FixedClock(datetime(2025, 3, 3, 1, 0, tzinfo=UTC))
+
+
+@pytest.fixture(scope="module")
+def demo() -> spiff.ParsedProcess:
+    validation = specs.validate(specs.read_sources([REPO / "workflows" / "demo"]), forms_dir=REPO / "forms",
+                                sandbox=Sandbox())
+    assert validation.ok
+    return validation.processes["demo"]
+
+
+def complete(instance: spiff.Instance, spec_name: str, data: dict[str, object]) -> None:
+    [task] = [t for t in instance.ready_user_tasks() if t.task_spec == spec_name]
+    instance.complete_user_task(task.task_id, data, CLOCK)
+
+
+def rework(instance: spiff.Instance) -> None:
+    complete(instance, "handle", {"result": "r"})
+    complete(instance, "verify", {"verify_result": "fail"})
+
+
+def test_with_stock_depth_limit_the_stall_is_reported_not_passed_off_as_completion(
+    demo: spiff.ParsedProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Put back stock 3.2.0's cut-off (max_depth=1000) to show the guard catches the silent stall.
+    for iterator in (task_util.TaskIterator,):
+        defaults = list(iterator.__init__.__defaults__ or ())
+        names = iterator.__init__.__code__.co_varnames[1 : iterator.__init__.__code__.co_argcount]
+        defaults[names.index("max_depth") - (len(names) - len(defaults))] = 1000
+        monkeypatch.setattr(iterator.__init__, "__defaults__", tuple(defaults))
+    instance = spiff.Instance.start(demo.spec, demo.subprocess_specs, Sandbox(), {}, CLOCK)
+    with pytest.raises(Conflict) as caught:
+        for _ in range(400):
+            rework(instance)
+    assert caught.value.code == "case.stalled"
+
+
+def test_with_the_lifted_limit_four_hundred_rework_loops_still_run_and_close(demo: spiff.ParsedProcess) -> None:
+    instance = spiff.Instance.start(demo.spec, demo.subprocess_specs, Sandbox(), {}, CLOCK)
+    for _ in range(400):
+        rework(instance)
+    assert not instance.completed
+    complete(instance, "handle", {"result": "r"})
+    complete(instance, "verify", {"verify_result": "pass"})
+    assert instance.completed
+
+
+def test_saving_writes_only_changed_tasks_and_loading_the_rows_restores_the_same_workflow(
+    demo: spiff.ParsedProcess,
+) -> None:
+    sandbox = Sandbox()
+    instance = spiff.Instance.start(demo.spec, demo.subprocess_specs, sandbox, {"grid_id": "g1"}, CLOCK)
+    rows: dict[str, str] = {}
+    body = ""
+    sizes = []
+    for step in range(40):
+        delta = instance.delta()
+        rows.update(delta.upserts)
+        for gone in delta.deletes:
+            rows.pop(gone)
+        body = delta.body
+        sizes.append(len(delta.upserts))
+        instance = spiff.Instance.load(demo.spec, demo.subprocess_specs, sandbox, body, rows)
+        assert instance.delta().upserts == {}  # a fresh load has nothing to write
+        if step % 2 == 0:
+            complete(instance, "handle", {"result": f"第{step}次"})
+        else:
+            complete(instance, "verify", {"verify_result": "fail"})
+    assert sizes[-4:] == sizes[2:6]  # a step writes as many rows late in the case as early on …
+    assert len(rows) > 5 * max(sizes[2:])  # … a few rows, not the whole tree
+    [ready] = instance.ready_user_tasks()
+    assert ready.task_spec == "handle"
+    assert ready.data["result"] == "第38次" and ready.data["grid_id"] == "g1"
