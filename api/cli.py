@@ -64,15 +64,19 @@ def reported() -> Iterator[None]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", envvar="GRIDCASE_DB", help="SQLite file or database URL (default: DATABASE_URL, then "
-              "the SQLite file under your data directory).")
+@click.option(
+    "--db",
+    envvar="GRIDCASE_DB",
+    help="SQLite file or database URL (default: DATABASE_URL, then "
+    "the SQLite file under your data directory).",
+)
 @click.pass_context
 def main(ctx: click.Context, db: str | None) -> None:
     """gridcase — BPMN case management for community grid governance (网格化管理)."""
     ctx.obj = Ctx(db)
 
 
-# --- setting up -------------------------------------------------------------------------------------------
+# --- setting up -----------------------------------------------------------------------------------
 
 
 def _deploy_dir(rt: Runtime, workflows: Path, forms: Path | None, actor: str | None) -> list[str]:
@@ -86,7 +90,9 @@ def _deploy_dir(rt: Runtime, workflows: Path, forms: Path | None, actor: str | N
         with rt.db.write() as conn:
             for version in specs.deploy(conn, validation, actor=actor, now=rt.now()):
                 state = "deployed" if version.created else "unchanged"
-                lines.append(f"{version.process_id}: version {version.id} {state} ({version.content_hash[:12]})")
+                lines.append(
+                    f"{version.process_id}: version {version.id} {state} ({version.content_hash[:12]})"
+                )
     return lines
 
 
@@ -112,7 +118,9 @@ def demo(ctx: Ctx) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--forms", "forms_dir", type=click.Path(path_type=Path), help="forms/ folder (default: beside).")
+@click.option(
+    "--forms", "forms_dir", type=click.Path(path_type=Path), help="forms/ folder (default: beside)."
+)
 def validate(paths: tuple[Path, ...], forms_dir: Path | None) -> None:
     """Check BPMN/DMN files or folders; print every problem (exit 1 when any is an error)."""
     from engine.sandbox import Sandbox
@@ -120,9 +128,12 @@ def validate(paths: tuple[Path, ...], forms_dir: Path | None) -> None:
     with reported():
         sources = specs.read_sources(list(paths))
         if not sources:
-            raise InvalidInput("spec.no_files", "no .bpmn or .dmn files found", {"paths": [str(p) for p in paths]})
-        result = specs.validate(sources, forms_dir=forms_dir or specs.default_forms_dir(list(paths)),
-                                sandbox=Sandbox())
+            raise InvalidInput(
+                "spec.no_files", "no .bpmn or .dmn files found", {"paths": [str(p) for p in paths]}
+            )
+        result = specs.validate(
+            sources, forms_dir=forms_dir or specs.default_forms_dir(list(paths)), sandbox=Sandbox()
+        )
         for problem in result.problems:
             click.echo(str(problem), err=problem.severity == "error")
         if not result.ok:
@@ -160,7 +171,9 @@ def serve(ctx: Ctx, host: str, port: int, no_demo: bool) -> None:
             ensure_demo(rt, config, click.echo)
     app = create_app(config, runtime=rt)
     server = make_server(host, port, app, threaded=True)
-    click.echo(f"gridcase serving on http://{host}:{server.server_port}/  (database: {rt.db.dialect}; Ctrl-C stops)")
+    click.echo(
+        f"gridcase serving on http://{host}:{server.server_port}/  (database: {rt.db.dialect}; Ctrl-C stops)"
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -173,7 +186,7 @@ def serve(ctx: Ctx, host: str, port: int, no_demo: bool) -> None:
         rt.db.dispose()
 
 
-# --- cases and tasks ------------------------------------------------------------------------------------
+# --- cases and tasks ------------------------------------------------------------------------------
 
 
 def _parse_vars(pairs: tuple[str, ...]) -> dict[str, object]:
@@ -214,13 +227,29 @@ def case_group() -> None:
 @click.option("--var", "variables", multiple=True, help="routing variable NAME=VALUE (JSON values allowed).")
 @click.option("--as", "actor", required=True, help="who reports the case.")
 @pass_ctx
-def case_start(ctx: Ctx, process_id: str, title: str, grid_id: str | None, kind: str | None,
-               category: str | None, channel: str | None, variables: tuple[str, ...], actor: str) -> None:
+def case_start(
+    ctx: Ctx,
+    process_id: str,
+    title: str,
+    grid_id: str | None,
+    kind: str | None,
+    category: str | None,
+    channel: str | None,
+    variables: tuple[str, ...],
+    actor: str,
+) -> None:
     """Start a case on the newest deployed version of PROCESS_ID."""
     with reported():
         view = cases.start_case(
-            process_id, rt=ctx.rt, actor=actor, title=title, kind=kind or _default_kind(process_id),
-            grid_id=grid_id, category=category, channel=channel, variables=_parse_vars(variables),
+            process_id,
+            rt=ctx.rt,
+            actor=actor,
+            title=title,
+            kind=kind or _default_kind(process_id),
+            grid_id=grid_id,
+            category=category,
+            channel=channel,
+            variables=_parse_vars(variables),
         )
         click.echo(f"case {view.number} (id {view.id}) started, version {view.version}")
         _echo_open_tasks(ctx.rt, view.id)
@@ -246,15 +275,21 @@ def case_show(ctx: Ctx, reference: str) -> None:
 
     with reported():
         view = cases.find_case(reference, rt=ctx.rt)
-        click.echo(f"{view.number}  {view.title}  [{view.status}]  version {view.version}  "
-                   f"process {view.process_id} v{view.spec_version_id}  grid {view.grid_id}")
+        click.echo(
+            f"{view.number}  {view.title}  [{view.status}]  version {view.version}  "
+            f"process {view.process_id} v{view.spec_version_id}  grid {view.grid_id}"
+        )
         for task in tasks.case_tasks(view.id, rt=ctx.rt):
-            click.echo(f"  {task.state:<10} {task.name} ({task.task_spec})  {task.id}  "
-                       f"{task.role}@{task.org_unit_id}  {task.completed_by or ''}")
+            click.echo(
+                f"  {task.state:<10} {task.name} ({task.task_spec})  {task.id}  "
+                f"{task.role}@{task.org_unit_id}  {task.completed_by or ''}"
+            )
         with ctx.rt.db.read() as conn:
             for event in timeline(conn, view.id):
-                click.echo(f"  {event.at.astimezone(SHANGHAI):%Y-%m-%d %H:%M}  {event.actor_id or '-':<14} "
-                           f"{event.action}")
+                click.echo(
+                    f"  {event.at.astimezone(SHANGHAI):%Y-%m-%d %H:%M}  {event.actor_id or '-':<14} "
+                    f"{event.action}"
+                )
 
 
 @main.group("task")
@@ -270,8 +305,10 @@ def task_list(ctx: Ctx, person: str) -> None:
     with reported():
         found = tasks.list_tasks(rt=ctx.rt, person_id=person)
         for task in found:
-            click.echo(f"{task.id}  {task.case_number}  v{task.case_version}  {task.name} ({task.task_spec})  "
-                       f"form {task.form_key}  {task.case_title}")
+            click.echo(
+                f"{task.id}  {task.case_number}  v{task.case_version}  {task.name} ({task.task_spec})  "
+                f"form {task.form_key}  {task.case_title}"
+            )
         if not found:
             click.echo("no open tasks")
 
@@ -285,8 +322,9 @@ def task_list(ctx: Ctx, person: str) -> None:
 def task_complete(ctx: Ctx, task_id: str, person: str, data: str, expected_version: int | None) -> None:
     """Complete TASK_ID (full id or a unique prefix of 8+ characters) with form data."""
     with reported():
-        done = tasks.complete_task(task_id, rt=ctx.rt, actor=person, data=_parse_json(data),
-                                   expected_version=expected_version)
+        done = tasks.complete_task(
+            task_id, rt=ctx.rt, actor=person, data=_parse_json(data), expected_version=expected_version
+        )
         view = cases.get_case(done.case_id, rt=ctx.rt)
         click.echo(f"completed {done.name}; case {view.number} is {view.status}, version {view.version}")
         _echo_open_tasks(ctx.rt, view.id)
@@ -310,7 +348,7 @@ _assign_command("claim", tasks.claim_task, "claimed")
 _assign_command("unclaim", tasks.unclaim_task, "released")
 
 
-# --- time ----------------------------------------------------------------------------------------------------
+# --- time -----------------------------------------------------------------------------------------
 
 
 @main.command("fire-due")

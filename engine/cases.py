@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Row, insert, select, update
 
-from engine import audit, orgs, spiff, specs
+from engine import audit, orgs, specs, spiff
 from engine.errors import InvalidInput, NotFound
 from engine.projection import refresh
 from engine.runtime import Runtime, Step, save_instance
@@ -41,15 +41,10 @@ class CaseView:
     data: dict[str, object]
 
 
-def _view(row: object) -> CaseView:
-    r = row
-    return CaseView(
-        id=r.id, number=r.number, kind=r.kind, process_id=r.process_id,  # type: ignore[attr-defined]
-        spec_version_id=r.spec_version_id, title=r.title, category=r.category,  # type: ignore[attr-defined]
-        channel=r.channel, grid_id=r.grid_id, status=r.status, version=r.version,  # type: ignore[attr-defined]
-        created_at=r.created_at, closed_at=r.closed_at, next_wake_at=r.next_wake_at,  # type: ignore[attr-defined]
-        data=dict(r.data or {}),  # type: ignore[attr-defined]
-    )
+def _view(row: Row[tuple[object, ...]]) -> CaseView:
+    m = row._mapping
+    return CaseView(**{name: m[name] for name in CaseView.__dataclass_fields__ if name != "data"},
+                    data=dict(m["data"] or {}))
 
 
 def start_case(
@@ -69,10 +64,15 @@ def start_case(
     """Open a case on the newest deployed version of ``process_id`` and run it to its first wait."""
     title = (title or "").strip()
     if not title or len(title) > MAX_TITLE:
-        raise InvalidInput("case.invalid_title", f"a case needs a title of 1 to {MAX_TITLE} characters",
-                           {"fields": {"title": "required, at most 200 characters"}})
+        raise InvalidInput(
+            "case.invalid_title",
+            f"a case needs a title of 1 to {MAX_TITLE} characters",
+            {"fields": {"title": "required, at most 200 characters"}},
+        )
     if kind not in KINDS:
-        raise InvalidInput("case.unknown_kind", f"unknown case kind '{kind}'", {"kind": kind, "known": list(KINDS)})
+        raise InvalidInput(
+            "case.unknown_kind", f"unknown case kind '{kind}'", {"kind": kind, "known": list(KINDS)}
+        )
     now = rt.now()
     with rt.db.write() as conn:
         if idempotency_key is not None:
@@ -82,27 +82,59 @@ def start_case(
         unit_path = orgs.get_unit(conn, grid_id).path if grid_id else None
         version_id = specs.latest_version_id(conn, process_id)
         entry = rt.specs.get(conn, version_id)
-        routing = {"case_kind": kind, "category": category, "channel": channel, "grid_id": grid_id,
-                   **dict(variables or {})}
+        routing = {
+            "case_kind": kind,
+            "category": category,
+            "channel": channel,
+            "grid_id": grid_id,
+            **dict(variables or {}),
+        }
         instance = spiff.Instance.start(entry.spec, entry.subprocess_specs, rt.sandbox, routing, rt.clock)
-        case_id = conn.execute(
+        inserted = conn.execute(
             insert(case).values(
-                number=f"tmp-{now.timestamp()}-{id(instance)}", kind=kind, process_id=process_id,
-                spec_version_id=version_id, title=title, category=category, channel=channel, grid_id=grid_id,
-                unit_path=unit_path, priority="normal", status="open", version=1, data=dict(data or {}),
-                reporter_id=actor, idempotency_key=idempotency_key, created_by=actor,
-                created_at=now, updated_at=now,
+                number=f"tmp-{now.timestamp()}-{id(instance)}",
+                kind=kind,
+                process_id=process_id,
+                spec_version_id=version_id,
+                title=title,
+                category=category,
+                channel=channel,
+                grid_id=grid_id,
+                unit_path=unit_path,
+                priority="normal",
+                status="open",
+                version=1,
+                data=dict(data or {}),
+                reporter_id=actor,
+                idempotency_key=idempotency_key,
+                created_by=actor,
+                created_at=now,
+                updated_at=now,
             )
-        ).inserted_primary_key[0]
+        ).inserted_primary_key
+        assert inserted is not None
+        case_id = int(inserted[0])
         number = f"{KINDS[kind]}{now:%Y%m%d}{case_id:06d}"
         row = conn.execute(select(case).where(case.c.id == case_id)).one()
         step = Step(rt, conn, row, entry, instance, now, 1)
         save_instance(conn, case_id, instance, now)
         refresh(step, actor=actor)
         conn.execute(update(case).where(case.c.id == case_id).values(number=number, **step.case_values))
-        audit.record(conn, "case.started", at=now, actor_id=actor, case_id=case_id,
-                     after={"process_id": process_id, "spec_version_id": version_id, "title": title,
-                            "category": category, "channel": channel, "grid_id": grid_id})
+        audit.record(
+            conn,
+            "case.started",
+            at=now,
+            actor_id=actor,
+            case_id=case_id,
+            after={
+                "process_id": process_id,
+                "spec_version_id": version_id,
+                "title": title,
+                "category": category,
+                "channel": channel,
+                "grid_id": grid_id,
+            },
+        )
         result = conn.execute(select(case).where(case.c.id == case_id)).one()
     rt.workflows.put(case_id, 1, instance)
     if result.next_wake_at is not None:
@@ -121,8 +153,10 @@ def get_case(case_id: int, *, rt: Runtime) -> CaseView:
 def find_case(reference: str, *, rt: Runtime) -> CaseView:
     """A case by id or by number (``WO20261121000001``)."""
     with rt.db.read() as conn:
-        query = select(case).where(case.c.id == int(reference)) if reference.isdigit() else select(case).where(
-            case.c.number == reference
+        query = (
+            select(case).where(case.c.id == int(reference))
+            if reference.isdigit()
+            else select(case).where(case.c.number == reference)
         )
         row = conn.execute(query).first()
     if row is None:

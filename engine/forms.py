@@ -25,7 +25,9 @@ def _validator(schema_text: str) -> Draft202012Validator:
 def validate_form(form_key: str, schema_text: str, data: Mapping[str, object]) -> None:
     """Raise ``InvalidInput('form.invalid')`` with ``details.fields`` = {field path: message} on bad data."""
     if not isinstance(data, Mapping):
-        raise InvalidInput("form.invalid", "form data must be a JSON object", {"form_key": form_key, "fields": {}})
+        raise InvalidInput(
+            "form.invalid", "form data must be a JSON object", {"form_key": form_key, "fields": {}}
+        )
     fields: dict[str, str] = {}
     for error in _validator(schema_text).iter_errors(dict(data)):
         path = "/".join(str(p) for p in error.absolute_path)

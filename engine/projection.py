@@ -82,7 +82,12 @@ def _refresh_tasks(step: Step, *, completed_task: str | None, actor: str | None)
                 topic="task.created",
                 recipient_id=None,
                 case_id=step.case_id,
-                payload={"task_id": tid, "role": role, "org_unit_id": unit, "name": meta.name if meta else None},
+                payload={
+                    "task_id": tid,
+                    "role": role,
+                    "org_unit_id": unit,
+                    "name": meta.name if meta else None,
+                },
                 attempts=0,
             )
         )

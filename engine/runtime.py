@@ -160,7 +160,7 @@ def step(rt: Runtime, case_id: int, *, expected_version: int | None = None) -> I
             if expected_version is not None and row.version != expected_version:
                 raise Conflict(
                     "case.stale_version",
-                    f"case {row.number} is at version {row.version}, not {expected_version}: reload and retry",
+                    f"case {row.number} is at version {row.version}, not {expected_version}: reload",
                     {"case_id": case_id, "version": row.version, "expected_version": expected_version},
                 )
             if row.status != "open":
@@ -190,7 +190,9 @@ def load_instance(rt: Runtime, conn: Connection, entry: SpecEntry, case_id: int)
     rows = conn.execute(
         select(workflow_task.c.task_id, workflow_task.c.body).where(workflow_task.c.case_id == case_id)
     ).all()
-    return spiff.Instance.load(entry.spec, entry.subprocess_specs, rt.sandbox, body, {r[0]: r[1] for r in rows})
+    return spiff.Instance.load(
+        entry.spec, entry.subprocess_specs, rt.sandbox, body, {r[0]: r[1] for r in rows}
+    )
 
 
 def save_instance(conn: Connection, case_id: int, instance: spiff.Instance, now: datetime) -> None:
@@ -210,7 +212,9 @@ def save_instance(conn: Connection, case_id: int, instance: spiff.Instance, now:
         )
     if delta.upserts:
         rows = [{"case_id": case_id, "task_id": k, "body": v} for k, v in delta.upserts.items()]
-        upsert = pg_insert(workflow_task) if conn.dialect.name == "postgresql" else sqlite_insert(workflow_task)
+        upsert = (
+            pg_insert(workflow_task) if conn.dialect.name == "postgresql" else sqlite_insert(workflow_task)
+        )
         conn.execute(
             upsert.on_conflict_do_update(
                 index_elements=[workflow_task.c.case_id, workflow_task.c.task_id],

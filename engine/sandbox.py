@@ -41,8 +41,18 @@ _FORBIDDEN_CALLS = frozenset(
     "compile open globals locals vars type object getattr setattr delattr hasattr dir input help "
     "breakpoint exit quit memoryview super classmethod staticmethod property iter next id".split()
 )
-_BLOCKED_ATTRS = INSPECT_ATTRIBUTES | {"format", "format_map", "mro", "ljust", "rjust", "center",
-                                       "zfill", "expandtabs", "translate", "maketrans"}
+_BLOCKED_ATTRS = INSPECT_ATTRIBUTES | {
+    "format",
+    "format_map",
+    "mro",
+    "ljust",
+    "rjust",
+    "center",
+    "zfill",
+    "expandtabs",
+    "translate",
+    "maketrans",
+}
 _PERCENT_BOMB = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(?:\*|\d{4,}|\d*\.(?:\*|\d{4,}))")
 _N = TypeVar("_N", bound=ast.AST)
 
@@ -73,8 +83,11 @@ class _Budget:
     def exceed(self, reason: str = "") -> None:
         if not reason:
             over_time = time.perf_counter() > self.deadline
-            reason = "it ran longer than its time budget" if over_time else (
-                f"it took more than {self.limit} steps (loop iterations, calls, items built)")
+            reason = (
+                "it ran longer than its time budget"
+                if over_time
+                else (f"it took more than {self.limit} steps (loop iterations, calls, items built)")
+            )
         self.exceeded = self.exceeded or reason
         self.steps = max(self.steps, self.limit + 1)  # sticky: every later step fails too
         raise _BudgetExceeded(self.exceeded)
@@ -96,6 +109,7 @@ def _budget() -> _Budget:
 
 
 # ---- run-time guards (the names RestrictedPython and our policy call) ----------------------------
+
 
 def _check_rendered(value: object, budget: _Budget) -> None:
     """Refuse turning a container into text when the text would be too large."""
@@ -143,13 +157,33 @@ def _precheck(op: str, a: object, b: object, budget: _Budget) -> None:
 
 
 _BINOPS: dict[str, Callable[[Any, Any], Any]] = {
-    "+": operator.add, "*": operator.mul, "**": operator.pow, "<<": operator.lshift, "%": operator.mod}
+    "+": operator.add,
+    "*": operator.mul,
+    "**": operator.pow,
+    "<<": operator.lshift,
+    "%": operator.mod,
+}
 _GUARDED_OPS: dict[type[ast.operator], str] = {
-    ast.Add: "+", ast.Mult: "*", ast.Pow: "**", ast.LShift: "<<", ast.Mod: "%"}
+    ast.Add: "+",
+    ast.Mult: "*",
+    ast.Pow: "**",
+    ast.LShift: "<<",
+    ast.Mod: "%",
+}
 _INPLACE: dict[str, Callable[[Any, Any], Any]] = {
-    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
-    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "<<=": operator.ilshift,
-    ">>=": operator.irshift, "&=": operator.iand, "|=": operator.ior, "^=": operator.ixor}
+    "+=": operator.iadd,
+    "-=": operator.isub,
+    "*=": operator.imul,
+    "/=": operator.itruediv,
+    "//=": operator.ifloordiv,
+    "%=": operator.imod,
+    "**=": operator.ipow,
+    "<<=": operator.ilshift,
+    ">>=": operator.irshift,
+    "&=": operator.iand,
+    "|=": operator.ior,
+    "^=": operator.ixor,
+}
 
 
 def _op(op: str, a: object, b: object) -> object:
@@ -229,6 +263,7 @@ def _apply(func: Callable[..., object], *args: object, **kwargs: object) -> obje
 
 # ---- builtins ------------------------------------------------------------------------------------
 
+
 def _range(*args: int) -> range:
     budget, result = _budget(), range(*args)
     size = budget.max_items + 1  # len() overflows for ranges beyond sys.maxsize
@@ -264,12 +299,31 @@ def _round(number: Any, ndigits: int | None = None) -> object:
 
 _TYPE_WRAPPERS: dict[object, type] = {}
 _BUILTINS: dict[str, object] = {
-    "abs": abs, "all": all, "any": any, "bool": bool, "enumerate": enumerate, "float": float, "int": int,
-    "len": len, "max": max, "min": min, "range": _range, "round": _round, "str": _str, "sum": _sum,
-    "zip": zip, "sorted": _sized_builtin(sorted), "Exception": Exception, "ValueError": ValueError,
-    "KeyError": KeyError, "TypeError": TypeError, "IndexError": IndexError,
-    "ZeroDivisionError": ZeroDivisionError, "ArithmeticError": ArithmeticError,
-    "LookupError": LookupError}
+    "abs": abs,
+    "all": all,
+    "any": any,
+    "bool": bool,
+    "enumerate": enumerate,
+    "float": float,
+    "int": int,
+    "len": len,
+    "max": max,
+    "min": min,
+    "range": _range,
+    "round": _round,
+    "str": _str,
+    "sum": _sum,
+    "zip": zip,
+    "sorted": _sized_builtin(sorted),
+    "Exception": Exception,
+    "ValueError": ValueError,
+    "KeyError": KeyError,
+    "TypeError": TypeError,
+    "IndexError": IndexError,
+    "ZeroDivisionError": ZeroDivisionError,
+    "ArithmeticError": ArithmeticError,
+    "LookupError": LookupError,
+}
 for _real in (list, tuple, set, dict):
     _wrapper = _sized_builtin(_real)
     _BUILTINS[_real.__name__] = _wrapper
@@ -286,13 +340,22 @@ def _isinstance(obj: object, kinds: Any) -> bool:
 
 _BUILTINS["isinstance"] = _isinstance
 _GUARDS: dict[str, object] = {
-    "_getattr_": _getattr, "_getitem_": _getitem, "_getiter_": iter, "_write_": full_write_guard,
-    "_inplacevar_": _inplacevar, "_unpack_sequence_": guarded_unpack_sequence,
-    "_iter_unpack_sequence_": guarded_iter_unpack_sequence, "_apply_": _apply, "_op_": _op,
-    "_fmtval_": _fmtval, "_sized_": _sized}
+    "_getattr_": _getattr,
+    "_getitem_": _getitem,
+    "_getiter_": iter,
+    "_write_": full_write_guard,
+    "_inplacevar_": _inplacevar,
+    "_unpack_sequence_": guarded_unpack_sequence,
+    "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+    "_apply_": _apply,
+    "_op_": _op,
+    "_fmtval_": _fmtval,
+    "_sized_": _sized,
+}
 
 
 # ---- compile-time policy -------------------------------------------------------------------------
+
 
 def _located(new: _N, like: ast.AST) -> _N:
     for node in ast.walk(new):
@@ -326,8 +389,9 @@ def _stepped(visit_name: str) -> Any:
 class _Policy(RestrictingNodeTransformer):
     """RestrictedPython's checks plus: budget steps, size-guarded operators, fewer statement kinds."""
 
-    visit_For, visit_While, visit_FunctionDef = (_stepped(n) for n in ("visit_For", "visit_While",
-                                                                        "visit_FunctionDef"))
+    visit_For, visit_While, visit_FunctionDef = (
+        _stepped(n) for n in ("visit_For", "visit_While", "visit_FunctionDef")
+    )
     visit_ClassDef = _refused("class definitions")
     visit_Yield = visit_YieldFrom = _refused("generator functions (yield)")
     visit_With = _refused("'with' blocks")
@@ -366,8 +430,11 @@ class _Policy(RestrictingNodeTransformer):
 
     def visit_AugAssign(self, node: ast.AugAssign) -> Any:
         target = node.target
-        if (isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name)
-                and isinstance(target.slice, ast.Name | ast.Constant)):
+        if (
+            isinstance(target, ast.Subscript)
+            and isinstance(target.value, ast.Name)
+            and isinstance(target.slice, ast.Name | ast.Constant)
+        ):
             # counts[key] += 1  ->  counts[key] = counts[key] + 1 (both parts are side-effect free)
             load = ast.Subscript(copy.deepcopy(target.value), copy.deepcopy(target.slice), ast.Load())
             value = ast.BinOp(_located(load, target), node.op, node.value)
@@ -432,12 +499,18 @@ def _is_code(value: object) -> bool:
 
 # ---- the public face -----------------------------------------------------------------------------
 
+
 class Sandbox:
     """Evaluates expressions and runs scripts under the policy above, with per-run budgets."""
 
-    def __init__(self, *, step_budget: int = 100_000, time_budget_s: float = 1.0,
-                 functions: Mapping[str, Callable[..., object]] | None = None,
-                 max_items: int = 100_000) -> None:
+    def __init__(
+        self,
+        *,
+        step_budget: int = 100_000,
+        time_budget_s: float = 1.0,
+        functions: Mapping[str, Callable[..., object]] | None = None,
+        max_items: int = 100_000,
+    ) -> None:
         if step_budget < 1 or time_budget_s <= 0 or max_items < 1:
             raise ValueError("step_budget, time_budget_s and max_items must be positive")
         helpers = dict(functions or {})
@@ -460,8 +533,11 @@ class Sandbox:
         scope.update(self._base)
         result = self._run(code, scope, source)
         if _is_code(result) or hasattr(result, "__next__"):
-            raise ScriptError("script.failed", "the expression gave a function or iterator, not a value",
-                              {"source": source, "error": type(result).__name__})
+            raise ScriptError(
+                "script.failed",
+                "the expression gave a function or iterator, not a value",
+                {"source": source, "error": type(result).__name__},
+            )
         return result
 
     def execute(self, source: str, context: dict[str, object]) -> None:
@@ -487,10 +563,14 @@ class Sandbox:
                     "script.failed",
                     f"the script left '{name}' holding a {type(value).__name__}; case data can only hold "
                     "text, numbers, true/false, lists and dicts (convert it, or 'del' it at the end)",
-                    {"source": source, "error": "TypeError", "name": name})
+                    {"source": source, "error": "TypeError", "name": name},
+                )
             changed[name] = value
-        removed = [n for n in context if n not in self._base and n != "_step_"
-                   and (n not in scope or _is_code(scope[n]))]
+        removed = [
+            n
+            for n in context
+            if n not in self._base and n != "_step_" and (n not in scope or _is_code(scope[n]))
+        ]
         for name in removed:
             del context[name]
         context.update(changed)
@@ -499,8 +579,11 @@ class Sandbox:
         compiled = _compile(source, mode)
         if compiled.code is None:
             kind = "expression" if mode == "eval" else "script"
-            raise ScriptError("script.forbidden", f"This {kind} is not allowed: {compiled.problems[0]}",
-                              {"source": source, "problems": list(compiled.problems)})
+            raise ScriptError(
+                "script.forbidden",
+                f"This {kind} is not allowed: {compiled.problems[0]}",
+                {"source": source, "problems": list(compiled.problems)},
+            )
         return compiled.code
 
     def _run(self, code: CodeType, scope: dict[str, object], source: str) -> object:
@@ -520,15 +603,24 @@ class Sandbox:
         if isinstance(error, RecursionError | MemoryError):
             budget.exceeded = budget.exceeded or "it nested calls too deeply or ran out of memory"
         if budget.exceeded:  # checked first: a script cannot turn a budget stop into another error
-            raise ScriptError("script.budget_exceeded", f"The script was stopped: {budget.exceeded}",
-                              {"source": source, "steps": budget.steps, "step_budget": budget.limit})
+            raise ScriptError(
+                "script.budget_exceeded",
+                f"The script was stopped: {budget.exceeded}",
+                {"source": source, "steps": budget.steps, "step_budget": budget.limit},
+            )
         if error is None:
             return result
         if isinstance(error, EngineError):
             raise error
         name = getattr(error, "name", None) if isinstance(error, NameError) else None
         if name:
-            raise ScriptError("script.undefined_name", f"there is no variable named '{name}'",
-                              {"name": name, "source": source}) from error
-        raise ScriptError("script.failed", f"{type(error).__name__}: {error}",
-                          {"source": source, "error": type(error).__name__}) from error
+            raise ScriptError(
+                "script.undefined_name",
+                f"there is no variable named '{name}'",
+                {"name": name, "source": source},
+            ) from error
+        raise ScriptError(
+            "script.failed",
+            f"{type(error).__name__}: {error}",
+            {"source": source, "error": type(error).__name__},
+        ) from error

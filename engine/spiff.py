@@ -23,13 +23,12 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, cast
 from uuid import UUID
 
 from lxml import etree
 from SpiffWorkflow.bpmn import BpmnWorkflow
-from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
@@ -41,6 +40,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefin
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask as _UserTaskMixin
 from SpiffWorkflow.bpmn.util import task as _bpmn_task_util
+from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
 from SpiffWorkflow.exceptions import WorkflowException
@@ -85,20 +85,21 @@ for _iterator in (_task_util.TaskIterator, _bpmn_task_util.BpmnTaskIterator):
     _iterator.__init__.__defaults__ = tuple(_defaults)
 
 # --- traps 1, 2: timers read the engine's clock ---------------------------------------------------------
-_current_clock: contextvars.ContextVar[Clock] = contextvars.ContextVar("gridcase_clock", default=SystemClock())
+_SYSTEM_CLOCK = SystemClock()
+_current_clock: contextvars.ContextVar[Clock | None] = contextvars.ContextVar("gridcase_clock", default=None)
 
 
 class _ClockDatetime(datetime):
     """``datetime`` as seen by SpiffWorkflow's timer module: ``now()`` is the engine's clock."""
 
     @classmethod
-    def now(cls, tz: object = None) -> _ClockDatetime:  # type: ignore[override]
-        instant = _current_clock.get().now().astimezone(UTC)
-        value = cls.fromtimestamp(instant.timestamp(), tz=UTC)
-        return cast(_ClockDatetime, value.astimezone(tz) if tz is not None else value)  # type: ignore[arg-type]
+    def now(cls, tz: tzinfo | None = None) -> _ClockDatetime:
+        clock = _current_clock.get() or _SYSTEM_CLOCK
+        value = cls.fromtimestamp(clock.now().timestamp(), tz=UTC)
+        return cast(_ClockDatetime, value.astimezone(tz) if tz is not None else value)
 
 
-_timer_module.datetime = _ClockDatetime  # type: ignore[misc]
+_timer_module.datetime = _ClockDatetime
 
 
 @contextmanager
@@ -131,15 +132,17 @@ class SpiffParseError(Exception):
         self.element_id = element_id
 
 
-# --- the sandboxed script engine ---------------------------------------------------------------------------
+# --- the sandboxed script engine ------------------------------------------------------------------
 
 
-class _SandboxEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[misc]
+class _SandboxEnvironment(BasePythonScriptEngineEnvironment):
     def __init__(self, sandbox: Sandbox) -> None:
         super().__init__({})
         self.sandbox = sandbox
 
-    def evaluate(self, expression: str, context: dict[str, object], external_context: object = None) -> object:
+    def evaluate(
+        self, expression: str, context: dict[str, object], external_context: object = None
+    ) -> object:
         scope = dict(context)
         if isinstance(external_context, Mapping):
             scope.update(external_context)
@@ -162,7 +165,7 @@ class _SandboxEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[mi
         raise ScriptError("script.service_unsupported", "service tasks are not supported by gridcase")
 
 
-class _ScriptEngine(PythonScriptEngine):  # type: ignore[misc]
+class _ScriptEngine(PythonScriptEngine):
     """Lets the sandbox's ``ScriptError`` through with the BPMN element it came from."""
 
     def __init__(self, sandbox: Sandbox) -> None:
@@ -202,7 +205,7 @@ def _located(err: ScriptError, task: Task, source: str) -> ScriptError | Invalid
     return ScriptError(err.code, f"'{label}' ({element}): {err.message}", details)
 
 
-# --- parsing ------------------------------------------------------------------------------------------------
+# --- parsing --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,10 +371,14 @@ def _describe_exception(err: BaseException) -> str:
 
 
 _LIBRARY_MESSAGES = (
-    ("raise_validation_exception() got an unexpected keyword argument",
-     "an event refers to a message, signal, error or escalation that is not defined"),
-    ("'NoneTask' object has no attribute 'event_definition'",
-     "an event-based gateway must be followed only by catch events or receive tasks"),
+    (
+        "raise_validation_exception() got an unexpected keyword argument",
+        "an event refers to a message, signal, error or escalation that is not defined",
+    ),
+    (
+        "'NoneTask' object has no attribute 'event_definition'",
+        "an event-based gateway must be followed only by catch events or receive tasks",
+    ),
 )
 
 
@@ -384,7 +391,9 @@ def _plain_library_message(message: str) -> str:
     return message.strip().rstrip(".").strip() or "the BPMN library refused this file"
 
 
-def parse_process(parser: CamundaParser, process_id: str, lanes: Mapping[str, tuple[str, str]]) -> ParsedProcess:
+def parse_process(
+    parser: CamundaParser, process_id: str, lanes: Mapping[str, tuple[str, str]]
+) -> ParsedProcess:
     """Build the spec of ``process_id`` (and what it calls) from the files added to ``parser``.
 
     ``lanes`` maps a flow-node id to (lane id, lane name), read from the XML by the caller.
@@ -422,7 +431,7 @@ def restore_spec(spec_json: str) -> tuple[BpmnProcessSpec, dict[str, BpmnProcess
     return spec, subs
 
 
-# --- a running workflow ---------------------------------------------------------------------------------------
+# --- a running workflow ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

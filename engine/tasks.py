@@ -53,10 +53,22 @@ _COLUMNS = (
 def _view(r: Row[tuple[object, ...]]) -> TaskView:
     m = r._mapping
     return TaskView(
-        id=m["id"], case_id=m["case_id"], case_number=m["case_number"], case_title=m["case_title"],
-        case_version=m["case_version"], task_spec=m["task_spec"], name=m["name"], lane=m["lane"], role=m["role"],
-        org_unit_id=m["org_unit_id"], assignee_id=m["assignee_id"], form_key=m["form_key"], state=m["state"],
-        created_at=m["created_at"], completed_at=m["completed_at"], completed_by=m["completed_by"],
+        id=m["id"],
+        case_id=m["case_id"],
+        case_number=m["case_number"],
+        case_title=m["case_title"],
+        case_version=m["case_version"],
+        task_spec=m["task_spec"],
+        name=m["name"],
+        lane=m["lane"],
+        role=m["role"],
+        org_unit_id=m["org_unit_id"],
+        assignee_id=m["assignee_id"],
+        form_key=m["form_key"],
+        state=m["state"],
+        created_at=m["created_at"],
+        completed_at=m["completed_at"],
+        completed_by=m["completed_by"],
     )
 
 
@@ -80,7 +92,10 @@ def resolve_task_id(conn: Connection, reference: str) -> str:
         return reference
     if len(reference) < 8:
         raise NotFound("task.not_found", f"no task {reference}", {"task_id": reference})
-    ids = [r[0] for r in conn.execute(select(human_task.c.id).where(human_task.c.id.like(f"{reference}%")).limit(2))]
+    ids = [
+        r[0]
+        for r in conn.execute(select(human_task.c.id).where(human_task.c.id.like(f"{reference}%")).limit(2))
+    ]
     if len(ids) != 1:
         raise NotFound("task.not_found", f"no single task starting with {reference}", {"task_id": reference})
     return str(ids[0])
@@ -100,7 +115,9 @@ def list_tasks(*, rt: Runtime, person_id: str, state: str = "ready", limit: int 
             .join(case, case.c.id == human_task.c.case_id)
             .where(
                 human_task.c.state == state,
-                or_(human_task.c.assignee_id == person_id, and_(human_task.c.assignee_id.is_(None), candidate)),
+                or_(
+                    human_task.c.assignee_id == person_id, and_(human_task.c.assignee_id.is_(None), candidate)
+                ),
             )
             .order_by(human_task.c.created_at, human_task.c.id)
             .limit(limit)
@@ -127,14 +144,20 @@ def _check_actor(conn: Connection, task: Row[tuple[object, ...]], actor: str) ->
     if actor == SYSTEM_ACTOR:
         return
     if m["assignee_id"] is not None and m["assignee_id"] != actor:
-        raise PermissionDenied("task.assigned_to_other", f"task '{m['name']}' is claimed by someone else",
-                               {"task_id": m["id"]})
-    allowed = m["role"] is not None and m["org_unit_id"] is not None and orgs.may_act(
-        conn, person_id=actor, role=str(m["role"]), org_unit_id=str(m["org_unit_id"])
+        raise PermissionDenied(
+            "task.assigned_to_other", f"task '{m['name']}' is claimed by someone else", {"task_id": m["id"]}
+        )
+    allowed = (
+        m["role"] is not None
+        and m["org_unit_id"] is not None
+        and orgs.may_act(conn, person_id=actor, role=str(m["role"]), org_unit_id=str(m["org_unit_id"]))
     )
     if not allowed:
-        raise PermissionDenied("task.not_candidate", f"{actor} may not act on task '{m['name']}'",
-                               {"task_id": m["id"], "role": m["role"], "org_unit_id": m["org_unit_id"]})
+        raise PermissionDenied(
+            "task.not_candidate",
+            f"{actor} may not act on task '{m['name']}'",
+            {"task_id": m["id"], "role": m["role"], "org_unit_id": m["org_unit_id"]},
+        )
 
 
 def complete_task(
@@ -156,34 +179,49 @@ def complete_task(
         if form_key:
             schema = current.spec.forms.get(str(form_key))
             if schema is None:
-                raise NotFound("form.not_found", f"form '{form_key}' is not part of this case's spec version",
-                               {"form_key": form_key})
+                raise NotFound(
+                    "form.not_found",
+                    f"form '{form_key}' is not part of this case's spec version",
+                    {"form_key": form_key},
+                )
             validate_form(str(form_key), schema, data)
         current.instance.complete_user_task(task_id, data, rt.clock)
         change = refresh(current, completed_task=task_id, actor=actor)
         audit.record(
-            current.conn, "task.completed", at=current.now, actor_id=actor, case_id=case_id, task_id=task_id,
+            current.conn,
+            "task.completed",
+            at=current.now,
+            actor_id=actor,
+            case_id=case_id,
+            task_id=task_id,
             before={"task": task._mapping["task_spec"], "state": "ready", "version": current.case.version},
-            after={"data": dict(data), "created": change.created, "version": current.new_version,
-                   "case_status": current.case_values.get("status", "open")},
+            after={
+                "data": dict(data),
+                "created": change.created,
+                "version": current.new_version,
+                "case_status": current.case_values.get("status", "open"),
+            },
         )
     return get_task(task_id, rt=rt)
 
 
 def claim_task(task_id: str, *, rt: Runtime, actor: str, expected_version: int | None = None) -> TaskView:
     """Take a task of one's (role, unit) so that it leaves colleagues' lists (领单 / 签收)."""
-    return _set_assignee(task_id, rt=rt, actor=actor, assignee=actor, action="task.claimed",
-                         expected_version=expected_version)
+    return _set_assignee(
+        task_id, rt=rt, actor=actor, assignee=actor, action="task.claimed", expected_version=expected_version
+    )
 
 
 def unclaim_task(task_id: str, *, rt: Runtime, actor: str, expected_version: int | None = None) -> TaskView:
     """Give a claimed task back to the unit's shared list."""
-    return _set_assignee(task_id, rt=rt, actor=actor, assignee=None, action="task.unclaimed",
-                         expected_version=expected_version)
+    return _set_assignee(
+        task_id, rt=rt, actor=actor, assignee=None, action="task.unclaimed", expected_version=expected_version
+    )
 
 
-def _set_assignee(task_id: str, *, rt: Runtime, actor: str, assignee: str | None, action: str,
-                  expected_version: int | None) -> TaskView:
+def _set_assignee(
+    task_id: str, *, rt: Runtime, actor: str, assignee: str | None, action: str, expected_version: int | None
+) -> TaskView:
     with rt.db.read() as conn:
         task_id = resolve_task_id(conn, task_id)
         case_id = int(_row(conn, task_id)._mapping["case_id"])
@@ -191,12 +229,27 @@ def _set_assignee(task_id: str, *, rt: Runtime, actor: str, assignee: str | None
         task = _row(current.conn, task_id)
         before = task._mapping["assignee_id"]
         if assignee is not None and before is not None:
-            raise Conflict("task.already_claimed", f"task '{task._mapping['name']}' is already claimed",
-                           {"task_id": task_id, "assignee_id": before})
+            raise Conflict(
+                "task.already_claimed",
+                f"task '{task._mapping['name']}' is already claimed",
+                {"task_id": task_id, "assignee_id": before},
+            )
         if assignee is None and before is None:
-            raise Conflict("task.not_claimed", f"task '{task._mapping['name']}' is not claimed", {"task_id": task_id})
+            raise Conflict(
+                "task.not_claimed", f"task '{task._mapping['name']}' is not claimed", {"task_id": task_id}
+            )
         _check_actor(current.conn, task, actor)
-        current.conn.execute(update(human_task).where(human_task.c.id == task_id).values(assignee_id=assignee))
-        audit.record(current.conn, action, at=current.now, actor_id=actor, case_id=case_id, task_id=task_id,
-                     before={"assignee_id": before}, after={"assignee_id": assignee})
+        current.conn.execute(
+            update(human_task).where(human_task.c.id == task_id).values(assignee_id=assignee)
+        )
+        audit.record(
+            current.conn,
+            action,
+            at=current.now,
+            actor_id=actor,
+            case_id=case_id,
+            task_id=task_id,
+            before={"assignee_id": before},
+            after={"assignee_id": assignee},
+        )
     return get_task(task_id, rt=rt)

@@ -61,7 +61,11 @@ def fire_case(case_id: int, *, rt: Runtime) -> bool:
         current.instance.refresh_timers(rt.clock)
         change = refresh(current, actor="system")
         audit.record(
-            current.conn, "timer.fired", at=current.now, actor_id="system", case_id=case_id,
+            current.conn,
+            "timer.fired",
+            at=current.now,
+            actor_id="system",
+            case_id=case_id,
             before={"waiting": before, "due_at": due.isoformat()},
             after={"created": change.created, "closed": change.closed},
         )
@@ -90,5 +94,11 @@ def _mark_incident(rt: Runtime, case_id: int, err: Exception) -> None:
     code = err.code if isinstance(err, EngineError) else "internal_error"
     with rt.db.write() as conn:
         conn.execute(update(case).where(case.c.id == case_id).values(status="incident", updated_at=rt.now()))
-        audit.record(conn, "case.incident", at=rt.now(), actor_id="system", case_id=case_id,
-                     after={"code": code, "message": str(err)[:500]})
+        audit.record(
+            conn,
+            "case.incident",
+            at=rt.now(),
+            actor_id="system",
+            case_id=case_id,
+            after={"code": code, "message": str(err)[:500]},
+        )

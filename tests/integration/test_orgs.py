@@ -3,14 +3,11 @@ is set (each PostgreSQL test gets a freshly recreated ``public`` schema)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import func, literal, select, text
+from sqlalchemy import func, literal, select
 
 from engine import orgs
 from engine.demo_org import DEMO_PASSWORD_ENV, PEOPLE, load_demo_org

@@ -35,11 +35,23 @@ def snapshot(db: Database, case_id: int) -> tuple[object, ...]:
         return (
             conn.execute(select(case.c.version, case.c.status).where(case.c.id == case_id)).one(),
             conn.execute(select(workflow_state.c.body).where(workflow_state.c.case_id == case_id)).scalar(),
-            sorted(conn.execute(select(workflow_task.c.task_id, workflow_task.c.body)
-                                .where(workflow_task.c.case_id == case_id)).all()),
-            sorted(conn.execute(select(human_task.c.id, human_task.c.state, human_task.c.assignee_id)
-                                .where(human_task.c.case_id == case_id)).all()),
-            conn.execute(select(func.count()).select_from(audit_event).where(audit_event.c.case_id == case_id)).scalar(),
+            sorted(
+                conn.execute(
+                    select(workflow_task.c.task_id, workflow_task.c.body).where(
+                        workflow_task.c.case_id == case_id
+                    )
+                ).all()
+            ),
+            sorted(
+                conn.execute(
+                    select(human_task.c.id, human_task.c.state, human_task.c.assignee_id).where(
+                        human_task.c.case_id == case_id
+                    )
+                ).all()
+            ),
+            conn.execute(
+                select(func.count()).select_from(audit_event).where(audit_event.c.case_id == case_id)
+            ).scalar(),
         )
 
 
@@ -47,24 +59,36 @@ def test_a_case_runs_from_report_to_closed_and_the_work_lists_follow(rt: Runtime
     started = start_demo(rt)
     assert started.status == "open" and started.version == 1
     [handle] = tasks.list_tasks(rt=rt, person_id="gw_g1")
-    assert (handle.name, handle.role, handle.org_unit_id, handle.form_key) == ("处置", "grid_worker", "g1", "demo/handle")
+    assert (handle.name, handle.role, handle.org_unit_id, handle.form_key) == (
+        "处置",
+        "grid_worker",
+        "g1",
+        "demo/handle",
+    )
     assert tasks.list_tasks(rt=rt, person_id="gw_g2") == []  # another grid's worker sees nothing
 
     tasks.complete_task(handle.id, rt=rt, actor="gw_g1", data={"result": "已清理"}, expected_version=1)
     [verify] = tasks.list_tasks(rt=rt, person_id="community_c1")
     assert (verify.role, verify.org_unit_id, verify.case_version) == ("community", "c1", 2)
-    tasks.complete_task(verify.id, rt=rt, actor="community_c1", data={"verify_result": "pass"}, expected_version=2)
+    tasks.complete_task(
+        verify.id, rt=rt, actor="community_c1", data={"verify_result": "pass"}, expected_version=2
+    )
 
     closed = cases.get_case(started.id, rt=rt)
     assert (closed.status, closed.version) == ("completed", 3)
     assert closed.closed_at == rt.now()
     with rt.db.read() as conn:
         actions = [(e.action, e.actor_id) for e in timeline(conn, started.id)]
-    assert actions == [("case.started", "gw_g1"), ("task.completed", "gw_g1"), ("task.completed", "community_c1")]
+    assert actions == [
+        ("case.started", "gw_g1"),
+        ("task.completed", "gw_g1"),
+        ("task.completed", "community_c1"),
+    ]
 
 
-def test_every_step_survives_a_restart_with_nothing_kept_in_memory(db: Database, clock: FixedClock,
-                                                                   rt: Runtime) -> None:
+def test_every_step_survives_a_restart_with_nothing_kept_in_memory(
+    db: Database, clock: FixedClock, rt: Runtime
+) -> None:
     started = start_demo(rt)
     for loop in range(3):
         restarted = Runtime(db=Database.for_tests(db.url), clock=clock)  # new caches, new engine
@@ -103,7 +127,9 @@ def test_completing_a_task_twice_or_with_a_stale_version_is_a_conflict(rt: Runti
     assert twice.value.code == "task.already_completed"
     [verify] = ready(rt, started.id)
     with pytest.raises(Conflict) as stale:
-        tasks.complete_task(verify.id, rt=rt, actor="community_c1", data={"verify_result": "pass"}, expected_version=1)
+        tasks.complete_task(
+            verify.id, rt=rt, actor="community_c1", data={"verify_result": "pass"}, expected_version=1
+        )
     assert stale.value.code == "case.stale_version"
     assert snapshot(rt.db, started.id) == before
 
@@ -126,8 +152,9 @@ def test_only_candidates_may_act_and_a_claim_keeps_colleagues_out(rt: Runtime) -
         assert [e.action for e in timeline(conn, started.id)][-2:] == ["task.claimed", "task.unclaimed"]
 
 
-def test_two_threads_completing_the_same_task_have_exactly_one_winner(rt: Runtime, db: Database,
-                                                                      clock: FixedClock) -> None:
+def test_two_threads_completing_the_same_task_have_exactly_one_winner(
+    rt: Runtime, db: Database, clock: FixedClock
+) -> None:
     started = start_demo(rt)
     [handle] = ready(rt, started.id)
     runtimes = [Runtime(db=Database.for_tests(db.url), clock=clock) for _ in range(2)]
@@ -182,9 +209,9 @@ def test_a_boundary_timer_fires_once_when_its_time_comes(timed: Runtime, clock: 
     started = start_timed(timed)
     assert started.next_wake_at == clock.now() + timedelta(hours=2)
     with timed.db.read() as conn:
-        assert conn.execute(select(timer.c.task_spec).where(timer.c.case_id == started.id)).scalars().all() == [
-            "too_late"
-        ]
+        assert conn.execute(
+            select(timer.c.task_spec).where(timer.c.case_id == started.id)
+        ).scalars().all() == ["too_late"]
     assert timers.fire_due(rt=timed).fired == []  # not yet
     clock.advance(timedelta(hours=2, seconds=1))
     assert timers.fire_due(rt=timed).fired == [started.id]
@@ -221,8 +248,9 @@ def test_a_runaway_script_is_stopped_and_the_case_is_unchanged(timed: Runtime) -
     assert cases.get_case(started.id, rt=timed).status == "completed"
 
 
-def test_a_failing_case_is_marked_an_incident_and_the_others_still_fire(timed: Runtime, clock: FixedClock,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_case_is_marked_an_incident_and_the_others_still_fire(
+    timed: Runtime, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first, second = start_timed(timed), start_timed(timed)
     clock.advance(timedelta(hours=3))
     real = timers.fire_case
@@ -238,7 +266,9 @@ def test_a_failing_case_is_marked_an_incident_and_the_others_still_fire(timed: R
     assert cases.get_case(first.id, rt=timed).status == "incident"
 
 
-def test_new_cases_start_on_the_latest_version_and_running_cases_stay_pinned(timed: Runtime, tmp_path: Path) -> None:
+def test_new_cases_start_on_the_latest_version_and_running_cases_stay_pinned(
+    timed: Runtime, tmp_path: Path
+) -> None:
     running = start_timed(timed)
     changed = tmp_path / "timed"
     changed.mkdir()

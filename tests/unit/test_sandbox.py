@@ -94,8 +94,15 @@ def test_syntax_error_is_forbidden_and_names_the_line(sandbox: Sandbox) -> None:
 
 
 def test_ordinary_expressions_and_scripts_compile_cleanly(sandbox: Sandbox) -> None:
-    for source in ('outcome == "pass"', "category", '"城管"', "returns >= 3", '"PT2H"',
-                   "x.strip().startswith('a') and not y", "[i * 2 for i in items if i > 1]"):
+    for source in (
+        'outcome == "pass"',
+        "category",
+        '"城管"',
+        "returns >= 3",
+        '"PT2H"',
+        "x.strip().startswith('a') and not y",
+        "[i * 2 for i in items if i > 1]",
+    ):
         assert sandbox.check_expression(source) == [], source
     assert sandbox.check_script("total = 0\nfor i in items:\n    total += i\ncounts['a'] += 1") == []
 
@@ -181,6 +188,7 @@ def test_helper_names_must_be_plain() -> None:
 
 # ---- ordinary use ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
@@ -209,7 +217,8 @@ def test_helper_names_must_be_plain() -> None:
     ],
 )
 def test_expression_gives_the_value_a_process_owner_expects(
-        sandbox: Sandbox, source: str, expected: object) -> None:
+    sandbox: Sandbox, source: str, expected: object
+) -> None:
     assert sandbox.evaluate(source, _data()) == expected
 
 
@@ -245,8 +254,17 @@ def test_script_updates_context_and_drops_functions_and_helpers(sandbox: Sandbox
     )
     sandbox.execute(script, data)
     assert data == {
-        "items": [1, 2, 3], "outcome": "pass", "case": {"grid": "G-7", "returns": 3},
-        "total": 6, "i": 3, "first": 1, "second": 2, "third": 3, "name": "#12", "route": "street"}
+        "items": [1, 2, 3],
+        "outcome": "pass",
+        "case": {"grid": "G-7", "returns": 3},
+        "total": 6,
+        "i": 3,
+        "first": 1,
+        "second": 2,
+        "third": 3,
+        "name": "#12",
+        "route": "street",
+    }
 
 
 def test_failed_script_leaves_context_exactly_as_it_was(sandbox: Sandbox) -> None:
@@ -282,5 +300,7 @@ def test_cached_evaluate_costs_microseconds(sandbox: Sandbox) -> None:
     script = "level = 'high' if amount > 100 else 'low'\nreturns += 1\nroute = category.strip() + '-' + level"
     data = {"amount": 120, "category": " 城管 ", "returns": 1}
     per_script = timeit.timeit(lambda: sandbox.execute(script, dict(data)), number=runs // 4) / (runs // 4)
-    print(f"\ncached evaluate('x == 1'): {per_call * 1e6:.2f} µs; execute(3-line script): "
-          f"{per_script * 1e6:.2f} µs")
+    print(
+        f"\ncached evaluate('x == 1'): {per_call * 1e6:.2f} µs; execute(3-line script): "
+        f"{per_script * 1e6:.2f} µs"
+    )

@@ -19,8 +19,9 @@ CLOCK = FixedClock(datetime(2025, 3, 3, 1, 0, tzinfo=UTC))
 
 @pytest.fixture(scope="module")
 def demo() -> spiff.ParsedProcess:
-    validation = specs.validate(specs.read_sources([REPO / "workflows" / "demo"]), forms_dir=REPO / "forms",
-                                sandbox=Sandbox())
+    validation = specs.validate(
+        specs.read_sources([REPO / "workflows" / "demo"]), forms_dir=REPO / "forms", sandbox=Sandbox()
+    )
     assert validation.ok
     return validation.processes["demo"]
 
@@ -51,7 +52,9 @@ def test_with_stock_depth_limit_the_stall_is_reported_not_passed_off_as_completi
     assert caught.value.code == "case.stalled"
 
 
-def test_with_the_lifted_limit_four_hundred_rework_loops_still_run_and_close(demo: spiff.ParsedProcess) -> None:
+def test_with_the_lifted_limit_four_hundred_rework_loops_still_run_and_close(
+    demo: spiff.ParsedProcess,
+) -> None:
     instance = spiff.Instance.start(demo.spec, demo.subprocess_specs, Sandbox(), {}, CLOCK)
     for _ in range(400):
         rework(instance)
