@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Row, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -31,16 +30,13 @@ from engine.sandbox import Sandbox
 from engine.store.db import Database
 from engine.store.models import case, spec_version, workflow_state, workflow_task
 
-if TYPE_CHECKING:
-    from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
-
 
 @dataclass(frozen=True, slots=True)
 class SpecEntry:
     id: int
     process_id: str
-    spec: BpmnProcessSpec
-    subprocess_specs: dict[str, BpmnProcessSpec]
+    spec: spiff.ProcessSpec
+    subprocess_specs: dict[str, spiff.ProcessSpec]
     user_tasks: dict[str, spiff.TaskMeta]
     forms: dict[str, str]
 

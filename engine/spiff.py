@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from typing import TYPE_CHECKING, cast
+from typing import cast
 from uuid import UUID
 
 from lxml import etree
@@ -35,6 +35,7 @@ from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _timer_module
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
@@ -52,14 +53,14 @@ from engine.clock import Clock, SystemClock
 from engine.errors import Conflict, InvalidInput, ScriptError
 from engine.sandbox import Sandbox
 
-if TYPE_CHECKING:
-    from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
+ProcessSpec = BpmnProcessSpec  # the spec type other modules may name (without importing SpiffWorkflow)
 
 __all__ = [
     "SERIALIZER_VERSION",
     "SPIFF_VERSION",
     "Instance",
     "ParsedProcess",
+    "ProcessSpec",
     "SpiffParseError",
     "StateDelta",
     "TaskMeta",

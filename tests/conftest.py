@@ -24,8 +24,14 @@ PASSWORD = "demo-pass-123"
 
 
 def postgres_url() -> str | None:
+    """DATABASE_URL when it names a PostgreSQL database for tests: the tests drop and recreate its
+    ``public`` schema, so the database name must contain "test"."""
     url = os.environ.get("DATABASE_URL", "")
-    return url if url.startswith("postgresql") else None
+    if not url.startswith("postgresql"):
+        return None
+    if "test" not in url.rsplit("/", 1)[-1]:
+        pytest.skip("DATABASE_URL does not name a test database (its name must contain 'test')")
+    return url
 
 
 def fresh_database(kind: str, tmp_path: Path) -> Database:
