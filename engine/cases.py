@@ -7,10 +7,10 @@ go through ``engine.tasks.complete_task``; this module owns the case row itself.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Connection, Row, insert, select, update
 
 from engine import audit, orgs, specs, spiff
 from engine.errors import InvalidInput, NotFound
@@ -43,8 +43,42 @@ class CaseView:
 
 def _view(row: Row[tuple[object, ...]]) -> CaseView:
     m = row._mapping
-    return CaseView(**{name: m[name] for name in CaseView.__dataclass_fields__ if name != "data"},
-                    data=dict(m["data"] or {}))
+    return CaseView(
+        **{name: m[name] for name in CaseView.__dataclass_fields__ if name != "data"},
+        data=dict(m["data"] or {}),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRequest:
+    """What opening a case needs; ``variables`` become routing data of the workflow."""
+
+    process_id: str
+    title: str
+    kind: str = "work_order"
+    grid_id: str | None = None
+    category: str | None = None
+    channel: str | None = None
+    data: Mapping[str, object] = field(default_factory=dict)
+    variables: Mapping[str, object] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    related_case_id: int | None = None
+
+    def checked(self) -> CaseRequest:
+        title = (self.title or "").strip()
+        if not title or len(title) > MAX_TITLE:
+            raise InvalidInput(
+                "case.invalid_title",
+                f"a case needs a title of 1 to {MAX_TITLE} characters",
+                {"fields": {"title": f"required, at most {MAX_TITLE} characters"}},
+            )
+        if self.kind not in KINDS:
+            raise InvalidInput(
+                "case.unknown_kind",
+                f"unknown case kind '{self.kind}'",
+                {"kind": self.kind, "known": list(KINDS)},
+            )
+        return self if title == self.title else replace(self, title=title)
 
 
 def start_case(
@@ -61,85 +95,97 @@ def start_case(
     variables: Mapping[str, object] | None = None,
     idempotency_key: str | None = None,
 ) -> CaseView:
-    """Open a case on the newest deployed version of ``process_id`` and run it to its first wait."""
-    title = (title or "").strip()
-    if not title or len(title) > MAX_TITLE:
-        raise InvalidInput(
-            "case.invalid_title",
-            f"a case needs a title of 1 to {MAX_TITLE} characters",
-            {"fields": {"title": "required, at most 200 characters"}},
-        )
-    if kind not in KINDS:
-        raise InvalidInput(
-            "case.unknown_kind", f"unknown case kind '{kind}'", {"kind": kind, "known": list(KINDS)}
-        )
-    now = rt.now()
+    """Open a case on the newest deployed version of ``process_id`` and run it to its first wait.
+
+    A retried request with the same ``idempotency_key`` returns the case the first one opened.
+    """
+    request = CaseRequest(
+        process_id,
+        title,
+        kind,
+        grid_id,
+        category,
+        channel,
+        dict(data or {}),
+        dict(variables or {}),
+        idempotency_key,
+    ).checked()
     with rt.db.write() as conn:
         if idempotency_key is not None:
             existing = conn.execute(select(case).where(case.c.idempotency_key == idempotency_key)).first()
             if existing is not None:
                 return _view(existing)
-        unit_path = orgs.get_unit(conn, grid_id).path if grid_id else None
-        version_id = specs.latest_version_id(conn, process_id)
-        entry = rt.specs.get(conn, version_id)
-        routing = {
-            "case_kind": kind,
-            "category": category,
-            "channel": channel,
-            "grid_id": grid_id,
-            **dict(variables or {}),
-        }
-        instance = spiff.Instance.start(entry.spec, entry.subprocess_specs, rt.sandbox, routing, rt.clock)
-        inserted = conn.execute(
-            insert(case).values(
-                number=f"tmp-{now.timestamp()}-{id(instance)}",
-                kind=kind,
-                process_id=process_id,
-                spec_version_id=version_id,
-                title=title,
-                category=category,
-                channel=channel,
-                grid_id=grid_id,
-                unit_path=unit_path,
-                priority="normal",
-                status="open",
-                version=1,
-                data=dict(data or {}),
-                reporter_id=actor,
-                idempotency_key=idempotency_key,
-                created_by=actor,
-                created_at=now,
-                updated_at=now,
-            )
-        ).inserted_primary_key
-        assert inserted is not None
-        case_id = int(inserted[0])
-        number = f"{KINDS[kind]}{now:%Y%m%d}{case_id:06d}"
-        row = conn.execute(select(case).where(case.c.id == case_id)).one()
-        step = Step(rt, conn, row, entry, instance, now, 1)
-        save_instance(conn, case_id, instance, now)
-        refresh(step, actor=actor)
-        conn.execute(update(case).where(case.c.id == case_id).values(number=number, **step.case_values))
-        audit.record(
-            conn,
-            "case.started",
-            at=now,
-            actor_id=actor,
-            case_id=case_id,
-            after={
-                "process_id": process_id,
-                "spec_version_id": version_id,
-                "title": title,
-                "category": category,
-                "channel": channel,
-                "grid_id": grid_id,
-            },
-        )
+        case_id, instance = open_case(conn, request, rt=rt, actor=actor, now=rt.now())
         result = conn.execute(select(case).where(case.c.id == case_id)).one()
     rt.workflows.put(case_id, 1, instance)
     if result.next_wake_at is not None:
         rt.woke(result.next_wake_at)
     return _view(result)
+
+
+def open_case(
+    conn: Connection, request: CaseRequest, *, rt: Runtime, actor: str | None, now: datetime
+) -> tuple[int, spiff.Instance]:
+    """Insert the case, start its workflow and project it, inside the caller's transaction."""
+    unit_path = orgs.get_unit(conn, request.grid_id).path if request.grid_id else None
+    version_id = specs.latest_version_id(conn, request.process_id)
+    entry = rt.specs.get(conn, version_id)
+    routing = {
+        "case_kind": request.kind,
+        "category": request.category,
+        "channel": request.channel,
+        "grid_id": request.grid_id,
+        **dict(request.variables),
+    }
+    instance = spiff.Instance.start(entry.spec, entry.subprocess_specs, rt.sandbox, routing, rt.clock)
+    inserted = conn.execute(
+        insert(case).values(
+            number=f"tmp-{now.timestamp()}-{id(instance)}",
+            kind=request.kind,
+            process_id=request.process_id,
+            spec_version_id=version_id,
+            title=request.title,
+            category=request.category,
+            channel=request.channel,
+            grid_id=request.grid_id,
+            unit_path=unit_path,
+            priority="normal",
+            status="open",
+            version=1,
+            data=dict(request.data),
+            reporter_id=actor,
+            related_case_id=request.related_case_id,
+            idempotency_key=request.idempotency_key,
+            created_by=actor,
+            created_at=now,
+            updated_at=now,
+        )
+    ).inserted_primary_key
+    assert inserted is not None
+    case_id = int(inserted[0])
+    number = f"{KINDS[request.kind]}{now:%Y%m%d}{case_id:06d}"
+    row = conn.execute(select(case).where(case.c.id == case_id)).one()
+    step = Step(rt, conn, row, entry, instance, now, 1)
+    save_instance(conn, case_id, instance, now)
+    refresh(step, actor=actor)
+    conn.execute(update(case).where(case.c.id == case_id).values(number=number, **step.case_values))
+    audit.record(
+        conn,
+        "case.started",
+        at=now,
+        actor_id=actor,
+        case_id=case_id,
+        after={
+            "process_id": request.process_id,
+            "spec_version_id": version_id,
+            "title": request.title,
+            "category": request.category,
+            "channel": request.channel,
+            "grid_id": request.grid_id,
+            "related_case_id": request.related_case_id,
+        },
+    )
+    return case_id, instance
 
 
 def get_case(case_id: int, *, rt: Runtime) -> CaseView:

@@ -23,13 +23,32 @@ class TaskChange:
     closed: list[str]
 
 
+# Routing variables the case row mirrors, so lists and figures never read a workflow.
+CASE_FIELDS = ("category", "priority", "outcome")
+
+
 def refresh(step: Step, *, completed_task: str | None = None, actor: str | None = None) -> TaskChange:
-    """Bring human tasks and timers in line with the live workflow, in the step's transaction."""
+    """Bring human tasks, timers and the case row in line with the live workflow, in the step's
+    transaction; hand messages the workflow threw outwards to ``engine.links``."""
     change = _refresh_tasks(step, completed_task=completed_task, actor=actor)
     _refresh_timers(step)
+    _refresh_case_fields(step)
+    outgoing = step.instance.outgoing_events()
+    if outgoing:
+        from engine.links import handle_outgoing  # links opens cases, which refresh through here
+
+        handle_outgoing(step, outgoing, actor=actor)
     if step.instance.completed:
         step.case_values.update(status="completed", closed_at=step.now, next_wake_at=None)
     return change
+
+
+def _refresh_case_fields(step: Step) -> None:
+    data = step.instance.data()
+    for name in CASE_FIELDS:
+        value = data.get(name)
+        if isinstance(value, str) and value and value != getattr(step.case, name):
+            step.case_values[name] = value
 
 
 def _refresh_tasks(step: Step, *, completed_task: str | None, actor: str | None) -> TaskChange:

@@ -41,10 +41,25 @@ DMN_NAMESPACES = (
 # Flow elements the engine runs. Anything else in the BPMN model namespace that is a flow element is
 # refused by name instead of being dropped silently.
 SUPPORTED_FLOW = {
-    "startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent",
-    "userTask", "manualTask", "scriptTask", "businessRuleTask", "task", "subProcess", "callActivity",
-    "exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway", "sequenceFlow",
-    "receiveTask", "sendTask",
+    "startEvent",
+    "endEvent",
+    "intermediateCatchEvent",
+    "intermediateThrowEvent",
+    "boundaryEvent",
+    "userTask",
+    "manualTask",
+    "scriptTask",
+    "businessRuleTask",
+    "task",
+    "subProcess",
+    "callActivity",
+    "exclusiveGateway",
+    "parallelGateway",
+    "inclusiveGateway",
+    "eventBasedGateway",
+    "sequenceFlow",
+    "receiveTask",
+    "sendTask",
 }
 UNSUPPORTED = {
     "serviceTask": "service tasks call external systems; gridcase has no service connector — model it as a "
@@ -58,6 +73,11 @@ UNSUPPORTED = {
     "choreographyTask": "choreographies are not supported",
     "conversation": "conversations are not supported",
     "globalTask": "global tasks are not supported",
+    "callChoreography": "choreographies are not supported",
+    "subChoreography": "choreographies are not supported",
+    "implicitThrowEvent": "implicit throw events are not supported",
+    "linkEventDefinition": "link events are not supported; draw the sequence flow instead",
+    "cancelEventDefinition": "cancel events belong to transactions, which are not supported",
 }
 TIMER_TAGS = ("timeDuration", "timeDate", "timeCycle")
 _ISO_LITERAL = re.compile(
@@ -66,6 +86,7 @@ _ISO_LITERAL = re.compile(
     r"(/(P[\dYMWDTHS.]+|\d{4}-\d{2}-\d{2}\S*))?$"
 )
 _WARN_AT = re.compile(r"^(\d{1,3})%$")
+_DECLARATION = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
 @dataclass(slots=True)
@@ -81,8 +102,15 @@ class Validation:
     def ok(self) -> bool:
         return not any(p.severity == "error" for p in self.problems)
 
-    def add(self, file: str, message: str, *, element_id: str | None = None, line: int | None = None,
-            severity: str = "error") -> None:
+    def add(
+        self,
+        file: str,
+        message: str,
+        *,
+        element_id: str | None = None,
+        line: int | None = None,
+        severity: str = "error",
+    ) -> None:
         self.problems.append(Problem(file, message, element_id, line, severity))
 
 
@@ -100,7 +128,7 @@ def lane_role(lane_id: str) -> str | None:
     return code if code in ROLES else None
 
 
-# --- reading files ------------------------------------------------------------------------------------------
+# --- reading files ---------------------------------------------------------------------------------------
 
 
 def read_sources(paths: list[Path]) -> dict[str, bytes]:
@@ -127,11 +155,16 @@ def default_forms_dir(paths: list[Path]) -> Path | None:
     return None
 
 
-# --- validation -----------------------------------------------------------------------------------------------
+# --- validation ------------------------------------------------------------------------------------------
 
 
 def validate(sources: Mapping[str, bytes], *, forms_dir: Path | None, sandbox: Sandbox) -> Validation:
-    """Check every file and every process in ``sources``; collect all problems."""
+    """Check every file and every process in ``sources``; collect all problems.
+
+    Our own checks run on every file. SpiffWorkflow then reads the files our checks let through (it stops
+    at its first complaint per file or process, so its problems come last), and builds each executable
+    process when every file could be read. Nothing the library raises escapes: it becomes a Problem.
+    """
     result = Validation()
     trees: dict[str, etree._Element] = {}
     for name, raw in sources.items():
@@ -141,45 +174,129 @@ def validate(sources: Mapping[str, bytes], *, forms_dir: Path | None, sandbox: S
     parser = spiff.new_parser()
     lanes: dict[str, tuple[str, str]] = {}
     executable: list[tuple[str, str]] = []  # (file, process id)
+    readable = len(trees) == len(sources)  # a process may call one in a file that could not be read
     for name, tree in trees.items():
         if _is_dmn(tree):
             _check_dmn(name, tree, sandbox, result)
+        elif not _is_bpmn(name, tree, result):
+            readable = False
+            continue
         else:
+            schema_valid = _check_schema(name, tree, result)
             executable.extend(_check_bpmn(name, tree, sandbox, forms_dir, result, lanes))
+            if not schema_valid:
+                readable = False  # the library would only repeat the first schema error
+                continue
         result.files[name] = etree.tostring(tree, encoding="unicode")
         try:
             spiff.add_file(parser, tree, name)
         except spiff.SpiffParseError as err:
-            result.add(err.file or name, err.message, element_id=err.element_id, line=err.line)
+            readable = False
+            _add_library_problem(result, trees, err, file=name, element_id=None)
+    if readable:
+        for name, process_id in executable:
+            try:
+                result.processes[process_id] = spiff.parse_process(parser, process_id, lanes)
+            except spiff.SpiffParseError as err:
+                _add_library_problem(result, trees, err, file=name, element_id=process_id)
     if not result.ok:
-        return result
-    for name, process_id in executable:
-        try:
-            result.processes[process_id] = spiff.parse_process(parser, process_id, lanes)
-        except spiff.SpiffParseError as err:
-            result.add(err.file or name, err.message, element_id=err.element_id or process_id, line=err.line)
+        result.processes.clear()
     return result
+
+
+def _add_library_problem(
+    result: Validation,
+    trees: Mapping[str, etree._Element],
+    err: spiff.SpiffParseError,
+    *,
+    file: str,
+    element_id: str | None,
+) -> None:
+    """Report what SpiffWorkflow refused, located, unless our own checks already flagged that element."""
+    where = err.file if err.file is not None and err.file in trees else file
+    element = err.element_id or element_id
+    line = err.line
+    if line is None and element:
+        found = _element_by_id(trees.get(where), element)
+        line = found.sourceline if found is not None else None
+    ours = [p for p in result.problems if p.file == where and p.severity == "error"]
+    if element is None and ours:
+        return  # a document-level complaint (e.g. an unimplemented data store) about what we already refused
+    if element and any(p.element_id == element for p in ours):
+        return
+    if line is None and element is None:
+        line = 1  # the library gave no location: point at the document
+    result.add(where, err.message, element_id=element, line=line)
+
+
+def _element_by_id(tree: etree._Element | None, element_id: str) -> etree._Element | None:
+    if tree is None:
+        return None
+    for el in tree.iter():
+        if isinstance(el.tag, str) and el.get("id") == element_id:
+            return el
+    return None
 
 
 def _load_xml(name: str, raw: bytes, result: Validation) -> etree._Element | None:
     if len(raw) > MAX_FILE_BYTES:
-        result.add(name, f"file is {len(raw)} bytes; the limit is {MAX_FILE_BYTES}")
+        result.add(name, f"file is {len(raw)} bytes; the limit is {MAX_FILE_BYTES}", line=1)
         return None
-    head = raw[:4096].decode("utf-8", "replace")
-    if "<!DOCTYPE" in head or "<!ENTITY" in raw.decode("utf-8", "replace"):
-        line = head[: head.find("<!")].count("\n") + 1 if "<!" in head else None
-        result.add(name, "DOCTYPE and entity declarations are not allowed in process files (XXE / entity "
-                   "expansion)", line=line)
+    text = raw.decode("utf-8", "replace")
+    declaration = _DECLARATION.search(text)
+    if declaration is not None:
+        result.add(
+            name,
+            "DOCTYPE and entity declarations are not allowed in process files (XXE / entity expansion)",
+            line=text[: declaration.start()].count("\n") + 1,
+        )
         return None
     try:
-        return etree.fromstring(raw, parser=spiff.safe_xml_parser())
+        tree = etree.fromstring(raw, parser=spiff.safe_xml_parser())
     except etree.XMLSyntaxError as err:
-        result.add(name, f"not well-formed XML: {err.msg}", line=err.lineno)
+        result.add(name, f"not well-formed XML: {err.msg}", line=err.lineno or 1)
         return None
+    except (etree.LxmlError, ValueError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        result.add(name, f"not readable as XML: {reason}", line=1)
+        return None
+    if tree is None:
+        result.add(name, "the file is empty", line=1)
+    elif tree.getroottree().docinfo.doctype:
+        result.add(
+            name,
+            "DOCTYPE and entity declarations are not allowed in process files (XXE / entity expansion)",
+            line=1,
+        )
+        return None
+    return tree
 
 
 def _is_dmn(tree: etree._Element) -> bool:
-    return (etree.QName(tree).namespace or "") in DMN_NAMESPACES or "DMN" in (etree.QName(tree).namespace or "")
+    namespace = etree.QName(tree).namespace or ""
+    return namespace in DMN_NAMESPACES or "DMN" in namespace
+
+
+def _is_bpmn(name: str, tree: etree._Element, result: Validation) -> bool:
+    qname = etree.QName(tree)
+    if qname.namespace == BPMN and qname.localname == "definitions":
+        return True
+    result.add(
+        name,
+        f"not a BPMN 2.0 document: the root element is {qname.localname} in namespace "
+        f"{qname.namespace or '(none)'}, expected definitions in {BPMN}",
+        line=tree.sourceline or 1,
+    )
+    return False
+
+
+def _check_schema(name: str, tree: etree._Element, result: Validation) -> bool:
+    """The BPMN 2.0 XSD, every violation with its line (bare ISO timer values made literals first)."""
+    _literalise_timers(tree)
+    problems = spiff.xsd_problems(tree)
+    for line, message in problems:
+        result.add(name, f"BPMN schema: {message}", line=line or 1)
+    return not problems
 
 
 def _check_bpmn(
@@ -190,30 +307,101 @@ def _check_bpmn(
     result: Validation,
     lanes: dict[str, tuple[str, str]],
 ) -> list[tuple[str, str]]:
-    if etree.QName(tree).namespace != BPMN:
-        result.add(name, f"not a BPMN 2.0 document (root element {etree.QName(tree).localname} in namespace "
-                   f"{etree.QName(tree).namespace})", line=tree.sourceline)
-        return []
     processes = _executable_processes(name, tree, result)
-    _literalise_timers(tree)
-    for line, message in spiff.xsd_problems(tree):
-        result.add(name, f"BPMN schema: {message}", line=line)
     for el in tree.iter(f"{{{BPMN}}}*"):
         tag = etree.QName(el).localname
         if tag in UNSUPPORTED:
-            result.add(name, f"unsupported element {tag}: {UNSUPPORTED[tag]}", element_id=el.get("id"),
-                       line=el.sourceline)
+            result.add(
+                name,
+                f"unsupported element {tag}: {UNSUPPORTED[tag]}",
+                element_id=_owner_id(el),
+                line=el.sourceline,
+            )
     for lane in tree.iter(f"{{{BPMN}}}lane"):
         lane_id, lane_name = lane.get("id") or "", lane.get("name") or ""
         if lane_role(lane_id) is None:
-            result.add(name, f"lane '{lane_name or lane_id}' maps to no role: name the lane id after a role "
-                       "(e.g. community, street, department)", element_id=lane_id, line=lane.sourceline)
+            result.add(
+                name,
+                f"lane '{lane_name or lane_id}' maps to no role: name the lane id after a role "
+                "(e.g. community, street, department)",
+                element_id=lane_id,
+                line=lane.sourceline,
+            )
         for ref in lane.iter(f"{{{BPMN}}}flowNodeRef"):
             lanes[(ref.text or "").strip()] = (lane_id, lane_name)
+    _check_references(name, tree, result)
+    _check_timers(name, tree, result)
     _check_expressions(name, tree, sandbox, result)
     _check_event_gateways(name, tree, result)
     _check_user_tasks(name, tree, forms_dir, result)
+    _check_business_rules(name, tree, result)
     return [(name, pid) for pid in processes]
+
+
+def _owner_id(el: etree._Element) -> str | None:
+    """The id of ``el`` or of the nearest enclosing element that has one; an event definition's event."""
+    current: etree._Element | None = el
+    if etree.QName(el).localname.endswith("EventDefinition") and el.getparent() is not None:
+        current = el.getparent()
+    while current is not None:
+        if current.get("id"):
+            return current.get("id")
+        current = current.getparent()
+    return None
+
+
+# Event definitions name a root element (message, signal, …) of the same document by id.
+_EVENT_REFS = {
+    "messageEventDefinition": ("messageRef", "message"),
+    "signalEventDefinition": ("signalRef", "signal"),
+    "errorEventDefinition": ("errorRef", "error"),
+    "escalationEventDefinition": ("escalationRef", "escalation"),
+}
+
+
+def _check_references(name: str, tree: etree._Element, result: Validation) -> None:
+    for definition, (attribute, target) in _EVENT_REFS.items():
+        defined = {el.get("id") for el in tree.iter(f"{{{BPMN}}}{target}")}
+        for el in tree.iter(f"{{{BPMN}}}{definition}"):
+            ref = (el.get(attribute) or "").strip()
+            if ref and ref.split(":")[-1] not in defined:
+                result.add(
+                    name,
+                    f"{attribute} '{ref}' names no {target} defined in this file",
+                    element_id=_owner_id(el),
+                    line=el.sourceline,
+                )
+    for el in tree.iter(f"{{{BPMN}}}callActivity"):
+        if not (el.get("calledElement") or "").strip():
+            result.add(
+                name,
+                "call activity has no calledElement: name the process it calls",
+                element_id=el.get("id"),
+                line=el.sourceline,
+            )
+
+
+def _check_timers(name: str, tree: etree._Element, result: Validation) -> None:
+    for el in tree.iter(f"{{{BPMN}}}timerEventDefinition"):
+        values = [c for tag in TIMER_TAGS for c in el.iter(f"{{{BPMN}}}{tag}") if (c.text or "").strip()]
+        if not values:
+            result.add(
+                name,
+                "timer has no value: give a timeDuration, timeDate or timeCycle (e.g. P7D)",
+                element_id=_owner_id(el),
+                line=el.sourceline,
+            )
+
+
+def _check_business_rules(name: str, tree: etree._Element, result: Validation) -> None:
+    for el in tree.iter(f"{{{BPMN}}}businessRuleTask"):
+        if not el.get(f"{{{CAMUNDA}}}decisionRef"):
+            result.add(
+                name,
+                "business rule task has no decision: set camunda:decisionRef to a decision of a .dmn file",
+                element_id=el.get("id"),
+                line=el.sourceline,
+            )
 
 
 def _executable_processes(name: str, tree: etree._Element, result: Validation) -> list[str]:
@@ -222,13 +410,21 @@ def _executable_processes(name: str, tree: etree._Element, result: Validation) -
     if not runnable and len(processes) == 1:
         only = processes[0]
         only.set("isExecutable", "true")
-        result.add(name, "the only process is marked isExecutable=\"false\" (a modeler default); it is run "
-                   "as executable", element_id=only.get("id"), line=only.sourceline, severity="warning")
+        result.add(
+            name,
+            'the only process is marked isExecutable="false" (a modeler default); it is run as executable',
+            element_id=only.get("id"),
+            line=only.sourceline,
+            severity="warning",
+        )
         runnable = [only]
     if not runnable:
-        result.add(name, "no executable process: mark the process to run with isExecutable=\"true\"",
-                   element_id=processes[0].get("id") if processes else None,
-                   line=processes[0].sourceline if processes else tree.sourceline)
+        result.add(
+            name,
+            'no executable process: mark the process to run with isExecutable="true"',
+            element_id=processes[0].get("id") if processes else None,
+            line=processes[0].sourceline if processes else tree.sourceline,
+        )
     return [p.get("id") or "" for p in runnable]
 
 
@@ -242,14 +438,24 @@ def _literalise_timers(tree: etree._Element) -> None:
 
 
 def _check_expressions(name: str, tree: etree._Element, sandbox: Sandbox, result: Validation) -> None:
-    def check(el: etree._Element, source: str, kind: str, owner: etree._Element, script: bool = False) -> None:
+    def check(
+        el: etree._Element, source: str, kind: str, owner: etree._Element, script: bool = False
+    ) -> None:
         problems = sandbox.check_script(source) if script else sandbox.check_expression(source)
         for message in problems:
-            result.add(name, f"{kind} refused by the sandbox: {message}", element_id=owner.get("id"),
-                       line=el.sourceline)
+            result.add(
+                name,
+                f"{kind} refused by the sandbox: {message}",
+                element_id=owner.get("id"),
+                line=el.sourceline,
+            )
 
-    for el in tree.iter(f"{{{BPMN}}}conditionExpression", f"{{{BPMN}}}condition",
-                        f"{{{BPMN}}}completionCondition", f"{{{BPMN}}}loopCardinality"):
+    for el in tree.iter(
+        f"{{{BPMN}}}conditionExpression",
+        f"{{{BPMN}}}condition",
+        f"{{{BPMN}}}completionCondition",
+        f"{{{BPMN}}}loopCardinality",
+    ):
         if (el.text or "").strip():
             check(el, el.text.strip(), "expression", el.getparent())
     for tag in TIMER_TAGS:
@@ -272,8 +478,13 @@ def _check_event_gateways(name: str, tree: etree._Element, result: Validation) -
             if target is not None and target.find(f"{{{BPMN}}}timerEventDefinition") is not None:
                 timers += 1
         if timers > 1:
-            result.add(name, f"event-based gateway has {timers} timer events; SpiffWorkflow gives them one "
-                       "shared due time — use one timer", element_id=gateway.get("id"), line=gateway.sourceline)
+            result.add(
+                name,
+                f"event-based gateway has {timers} timer events; SpiffWorkflow gives them one "
+                "shared due time — use one timer",
+                element_id=gateway.get("id"),
+                line=gateway.sourceline,
+            )
 
 
 def _check_user_tasks(name: str, tree: etree._Element, forms_dir: Path | None, result: Validation) -> None:
@@ -281,30 +492,43 @@ def _check_user_tasks(name: str, tree: etree._Element, forms_dir: Path | None, r
         tid, line = task.get("id"), task.sourceline
         key = task.get(f"{{{CAMUNDA}}}formKey")
         if not key:
-            result.add(name, "user task has no form: set camunda:formKey to a form under forms/ "
-                       "(e.g. work_order/claim)", element_id=tid, line=line)
+            result.add(
+                name,
+                "user task has no form: set camunda:formKey to a form under forms/ (e.g. work_order/claim)",
+                element_id=tid,
+                line=line,
+            )
         else:
             _check_form(name, key, tid, line, forms_dir, result)
         for prop in task.iter(f"{{{CAMUNDA}}}property"):
-            _check_property(name, prop.get("name") or "", prop.get("value") or "", tid, prop.sourceline, result)
+            key, value = prop.get("name") or "", prop.get("value") or ""
+            _check_property(name, key, value, tid, prop.sourceline, result)
 
 
-def _check_form(name: str, key: str, tid: str | None, line: int | None, forms_dir: Path | None,
-                result: Validation) -> None:
+def _check_form(
+    name: str, key: str, tid: str | None, line: int | None, forms_dir: Path | None, result: Validation
+) -> None:
     if forms_dir is None:
-        result.add(name, f"form '{key}' cannot be found: no forms/ folder next to the workflows", element_id=tid,
-                   line=line)
+        result.add(
+            name,
+            f"form '{key}' cannot be found: no forms/ folder next to the workflows",
+            element_id=tid,
+            line=line,
+        )
         return
     path = form_path(forms_dir, key)
     if path is None or not path.is_file():
-        result.add(name, f"form '{key}' is missing: expected forms/{key}.schema.json", element_id=tid, line=line)
+        result.add(
+            name, f"form '{key}' is missing: expected forms/{key}.schema.json", element_id=tid, line=line
+        )
         return
     text = path.read_text(encoding="utf-8")
     try:
         Draft202012Validator.check_schema(json.loads(text))
     except (ValueError, SchemaError) as err:
-        result.add(str(path), f"form '{key}' is not a valid JSON Schema: {str(err).splitlines()[0]}",
-                   element_id=tid)
+        result.add(
+            str(path), f"form '{key}' is not a valid JSON Schema: {str(err).splitlines()[0]}", element_id=tid
+        )
         return
     result.forms[key] = text
 
@@ -316,8 +540,9 @@ def form_path(forms_dir: Path, key: str) -> Path | None:
     return forms_dir / f"{key}.schema.json"
 
 
-def _check_property(name: str, key: str, value: str, tid: str | None, line: int | None,
-                    result: Validation) -> None:
+def _check_property(
+    name: str, key: str, value: str, tid: str | None, line: int | None, result: Validation
+) -> None:
     if key == "sla":
         try:
             parse_duration(value)
@@ -326,8 +551,9 @@ def _check_property(name: str, key: str, value: str, tid: str | None, line: int 
     elif key == "warn_at":
         match = _WARN_AT.match(value)
         if not match or not 0 < int(match.group(1)) < 100:
-            result.add(name, f"warn_at '{value}' must be a percentage between 1% and 99%", element_id=tid,
-                       line=line)
+            result.add(
+                name, f"warn_at '{value}' must be a percentage between 1% and 99%", element_id=tid, line=line
+            )
 
 
 def _check_dmn(name: str, tree: etree._Element, sandbox: Sandbox, result: Validation) -> None:
@@ -345,11 +571,15 @@ def _check_dmn(name: str, tree: etree._Element, sandbox: Sandbox, result: Valida
         while owner is not None and owner.get("id") is None:
             owner = owner.getparent()
         for message in problems:
-            result.add(name, f"decision expression refused by the sandbox: {message}",
-                       element_id=owner.get("id") if owner is not None else None, line=el.sourceline)
+            result.add(
+                name,
+                f"decision expression refused by the sandbox: {message}",
+                element_id=owner.get("id") if owner is not None else None,
+                line=el.sourceline,
+            )
 
 
-# --- deploying ------------------------------------------------------------------------------------------------
+# --- deploying -------------------------------------------------------------------------------------------
 
 
 def content_hash(process_id: str, validation: Validation) -> str:
@@ -361,7 +591,9 @@ def content_hash(process_id: str, validation: Validation) -> str:
     return digest.hexdigest()
 
 
-def deploy(conn: Connection, validation: Validation, *, actor: str | None, now: datetime) -> list[DeployedVersion]:
+def deploy(
+    conn: Connection, validation: Validation, *, actor: str | None, now: datetime
+) -> list[DeployedVersion]:
     """Store each validated process once by content hash; new cases start on the newest version."""
     if not validation.ok:
         raise SpecError(validation.problems)
@@ -376,7 +608,7 @@ def deploy(conn: Connection, validation: Validation, *, actor: str | None, now: 
         if existing is not None:
             deployed.append(DeployedVersion(existing, process_id, digest, created=False))
             continue
-        new_id = conn.execute(
+        inserted = conn.execute(
             insert(spec_version).values(
                 process_id=process_id,
                 content_hash=digest,
@@ -387,8 +619,12 @@ def deploy(conn: Connection, validation: Validation, *, actor: str | None, now: 
                 deployed_at=now,
                 deployed_by=actor,
             )
-        ).inserted_primary_key[0]
-        deployed.append(DeployedVersion(int(new_id), process_id, digest, created=True))
+        )
+        key = inserted.inserted_primary_key
+        if key is None:
+            raise RuntimeError("the database returned no id for the new spec version")
+        new_id = int(key[0])
+        deployed.append(DeployedVersion(new_id, process_id, digest, created=True))
     return deployed
 
 
@@ -397,5 +633,7 @@ def latest_version_id(conn: Connection, process_id: str) -> int:
         select(func.max(spec_version.c.id)).where(spec_version.c.process_id == process_id)
     ).scalar()
     if found is None:
-        raise NotFound("spec.not_found", f"process '{process_id}' has not been deployed", {"process_id": process_id})
+        raise NotFound(
+            "spec.not_found", f"process '{process_id}' has not been deployed", {"process_id": process_id}
+        )
     return int(found)

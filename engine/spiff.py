@@ -37,13 +37,13 @@ from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _timer_module
-from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask as _UserTaskMixin
 from SpiffWorkflow.bpmn.util import task as _bpmn_task_util
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
+from SpiffWorkflow.camunda.specs.event_definitions import MessageEventDefinition
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util import task as _task_util
@@ -546,13 +546,35 @@ class Instance:
         self.run_engine(clock)
 
     def send_message(self, name: str, payload: Mapping[str, object], clock: Clock) -> bool:
-        """Deliver a BPMN message (e.g. ``sla_overdue``); False when nothing waits for it."""
-        event = BpmnEvent(MessageEventDefinition(name), dict(payload))
+        """Deliver a BPMN message (e.g. ``sla_overdue``); False when nothing waits for it.
+
+        The catching event puts ``payload`` into the task data as ``event_payload``.
+        """
+        event = BpmnEvent(
+            MessageEventDefinition(name), {"payload": dict(payload), "result_var": "event_payload"}
+        )
         with clock_context(clock):
             caught = self.workflow.event_manager.catch(event, internal=False)
         if caught:
             self.run_engine(clock)
         return bool(caught)
+
+    def waiting_messages(self) -> list[tuple[str, str]]:
+        """(message name, BPMN id of the catching event) for every message the workflow waits for."""
+        found = []
+        for task in self.workflow.event_manager.tasks.values():
+            definition = task.task_spec.event_definition
+            if isinstance(definition, MessageEventDefinition):
+                found.append((definition.name, task.task_spec.bpmn_id or task.task_spec.name))
+        return found
+
+    def outgoing_events(self) -> list[tuple[str, dict[str, object]]]:
+        """Messages thrown that nothing inside the workflow caught: the host's to handle (and clear)."""
+        events = []
+        for event in self.workflow.get_events():
+            payload = event.payload.get("payload") if isinstance(event.payload, dict) else event.payload
+            events.append((event.event_definition.name, dict(payload) if isinstance(payload, dict) else {}))
+        return events
 
     def _task(self, task_id: str) -> Task:
         try:
