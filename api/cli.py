@@ -348,6 +348,31 @@ _assign_command("claim", tasks.claim_task, "claimed")
 _assign_command("unclaim", tasks.unclaim_task, "released")
 
 
+@main.command("scenarios")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--verbose", "-v", is_flag=True, help="print each scenario's steps.")
+def scenarios_command(paths: tuple[Path, ...], verbose: bool) -> None:
+    """Run workflow scenarios (default: every workflows/*/scenarios/*.json); exit 0 when all pass."""
+    from engine.scenarios import discover, run_file
+
+    config = Config()
+    files = [p for path in paths for p in ([path] if path.is_file() else sorted(path.rglob("*.json")))]
+    files = files or discover(config.workflows_dir)
+    failed = 0
+    for file in files:
+        outcome = run_file(file, workflows_dir=config.workflows_dir, forms_dir=config.forms_dir)
+        mark = "PASS" if outcome.passed else "FAIL"
+        click.echo(f"{mark}  {file.parent.parent.name}/{file.stem}: {outcome.name}"
+                   + ("" if outcome.passed else f" — {outcome.message}"))
+        if verbose or not outcome.passed:
+            for line in outcome.log:
+                click.echo(f"        {line}")
+        failed += not outcome.passed
+    click.echo(f"{len(files) - failed} passed, {failed} failed")
+    if failed or not files:
+        sys.exit(1)
+
+
 # --- time -----------------------------------------------------------------------------------------
 
 
