@@ -318,23 +318,37 @@ def memberships_of(conn: Connection, person_id: str) -> list[Membership]:
 
 
 def resolve_assignment(
-    conn: Connection, *, role: str, grid_id: str, unit_hint: str | None = None
+    conn: Connection,
+    *,
+    role: str,
+    grid_id: str,
+    unit_hint: str | None = None,
+    within_district: bool = False,
 ) -> str | None:
     """The unit that owns a ``role`` task of a case in ``grid_id``, or ``None`` if nobody holds the role.
 
     ``unit_hint`` (e.g. the department chosen by dispatch) wins when it has an active member with the
-    role; otherwise the nearest unit from the grid upwards that has one. One query (plus one to tell an
-    unknown grid from "nobody" when nothing is found).
+    role; otherwise the nearest unit from the grid upwards that has one. With ``within_district``, a
+    unit off that path but in the same district (e.g. the 司法所 for ``judicial_office``) comes last,
+    the first by path. One query (plus one to tell an unknown grid from "nobody" when nothing is found).
     """
     _check_role(role)
     grid_path = select(org_unit.c.path).where(org_unit.c.id == grid_id).scalar_subquery()
-    reach = _is_prefix(org_unit.c.path, grid_path)
-    nearest = func.length(org_unit.c.path).desc()
-    order: tuple[ColumnElement[object], ...] = (nearest,)
+    on_path = _is_prefix(org_unit.c.path, grid_path)
+    reach: ColumnElement[bool] = on_path
+    order: list[ColumnElement[object]] = [func.length(org_unit.c.path).desc()]
+    if within_district:
+        root = "/" + get_unit(conn, grid_id).path.split("/")[1] + "/"
+        reach = or_(reach, org_unit.c.path.startswith(root, autoescape=True))
+        order = [
+            case((on_path, 0), else_=1),
+            case((on_path, func.length(org_unit.c.path)), else_=0).desc(),
+            org_unit.c.path,
+        ]
     if unit_hint is not None:
         hinted = org_unit.c.id == unit_hint
         reach = or_(reach, hinted)
-        order = (case((hinted, 0), else_=1), nearest)
+        order.insert(0, case((hinted, 0), else_=1))
     row = conn.execute(
         select(org_unit.c.id)
         .select_from(

@@ -15,6 +15,8 @@ from engine.store.models import human_task, outbox, timer
 
 # The task data variable that names the org unit of a task, by role (set by dispatch / multi-instance).
 UNIT_VARIABLES = {"department": ("department", "lead_department")}
+# Roles held in units off the grid's path (a 司法所 sits under the district, beside the streets).
+DISTRICT_WIDE_ROLES = {"judicial_office"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +125,9 @@ def _assign_unit(step: Step, role: str, data: dict[str, object]) -> str | None:
     grid = step.case.grid_id or hint
     if grid is None:
         return None
-    return orgs.resolve_assignment(step.conn, role=role, grid_id=str(grid), unit_hint=hint)
+    return orgs.resolve_assignment(
+        step.conn, role=role, grid_id=str(grid), unit_hint=hint, within_district=role in DISTRICT_WIDE_ROLES
+    )
 
 
 def _refresh_timers(step: Step) -> None:

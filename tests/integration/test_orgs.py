@@ -362,3 +362,13 @@ def test_in_scope_filters_unit_paths_by_subtree_without_underscore_wildcards(dem
         )
         assert nothing.scalar() == 0
     assert seen == expected
+
+
+def test_a_district_wide_role_off_the_grid_path_is_found_only_when_asked(demo: Database) -> None:
+    with demo.read() as conn:
+        assert orgs.resolve_assignment(conn, role="judicial_office", grid_id="g5") is None
+        assert orgs.resolve_assignment(conn, role="judicial_office", grid_id="g5", within_district=True) == (
+            "dept_justice"
+        )
+        # units on the grid's own path still win over the rest of the district
+        assert orgs.resolve_assignment(conn, role="mediator", grid_id="g5", within_district=True) == "s2"
