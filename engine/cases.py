@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from uuid import uuid4
 
 from sqlalchemy import Connection, Row, insert, select, update
 
@@ -140,7 +141,7 @@ def open_case(
     instance = spiff.Instance.start(entry.spec, entry.subprocess_specs, rt.sandbox, routing, rt.clock)
     inserted = conn.execute(
         insert(case).values(
-            number=f"tmp-{now.timestamp()}-{id(instance)}",
+            number=f"tmp{uuid4().hex[:24]}",  # replaced by the real number below
             kind=request.kind,
             process_id=request.process_id,
             spec_version_id=version_id,
