@@ -9,8 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
+from engine.store import fastsql
 from engine.store.models import audit_event
 
 
@@ -37,17 +38,27 @@ def record(
     before: Mapping[str, object] | None = None,
     after: Mapping[str, object] | None = None,
 ) -> None:
-    conn.execute(
-        insert(audit_event).values(
-            case_id=case_id,
-            at=at,
-            actor_id=actor_id,
-            action=action,
-            task_id=task_id,
-            before=dict(before) if before is not None else None,
-            after=dict(after) if after is not None else None,
-        )
+    fastsql.execute(
+        conn,
+        _INSERT,
+        {
+            "case_id": case_id,
+            "at": at,
+            "actor_id": actor_id,
+            "action": action,
+            "task_id": task_id,
+            "before": dict(before) if before is not None else None,
+            "after": dict(after) if after is not None else None,
+        },
     )
+
+
+_INSERT = fastsql.Statement(
+    "INSERT INTO audit_event (case_id, at, actor_id, action, task_id, before, after)"
+    " VALUES (:case_id, :at, :actor_id, :action, :task_id, :before, :after)",
+    json=frozenset({"before", "after"}),
+    instants=frozenset({"at"}),
+)
 
 
 def timeline(conn: Connection, case_id: int) -> list[AuditEvent]:

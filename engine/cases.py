@@ -35,6 +35,9 @@ class CaseView:
     channel: str | None
     grid_id: str | None
     status: str
+    priority: str
+    outcome: str | None
+    related_case_id: int | None
     version: int
     created_at: datetime
     closed_at: datetime | None

@@ -49,7 +49,8 @@ def _start_work_order(step: Step, payload: dict[str, object], *, actor: str | No
         title=str(payload.get("title") or source.title),
         kind="work_order",
         grid_id=source.grid_id,
-        category=str(payload.get("category") or source.category or "") or None,
+        category=str(payload.get("category") or step.case_values.get("category") or source.category or "")
+        or None,
         channel="grid_patrol",
         data={**data, "source_case": source.number},
         variables={"reported_by_grid_worker": True},

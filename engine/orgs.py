@@ -34,7 +34,19 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, Connection, and_, case, false, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    or_,
+    select,
+)
 
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.store.models import membership, org_unit, person
@@ -333,37 +345,53 @@ def resolve_assignment(
     the first by path. One query (plus one to tell an unknown grid from "nobody" when nothing is found).
     """
     _check_role(role)
-    grid_path = select(org_unit.c.path).where(org_unit.c.id == grid_id).scalar_subquery()
+    params: dict[str, object] = {"r_grid": grid_id, "r_role": role, "r_hint": unit_hint}
+    if within_district:
+        params["r_root"] = "/" + get_unit(conn, grid_id).path.split("/")[1] + "/"
+    row = conn.execute(_assignment_statement(unit_hint is not None, within_district), params).first()
+    if row is not None:
+        return str(row.id)
+    get_unit(conn, grid_id)  # NotFound for an unknown grid
+    return None
+
+
+_ASSIGNMENT: dict[tuple[bool, bool], Select[tuple[str]]] = {}
+
+
+def _assignment_statement(hinted: bool, within_district: bool) -> Select[tuple[str]]:
+    """The assignment query for one combination of options, built once and reused with bound values."""
+    key = (hinted, within_district)
+    if key in _ASSIGNMENT:
+        return _ASSIGNMENT[key]
+    grid_path = select(org_unit.c.path).where(org_unit.c.id == bindparam("r_grid")).scalar_subquery()
     on_path = _is_prefix(org_unit.c.path, grid_path)
     reach: ColumnElement[bool] = on_path
     order: list[ColumnElement[object]] = [func.length(org_unit.c.path).desc()]
     if within_district:
-        root = "/" + get_unit(conn, grid_id).path.split("/")[1] + "/"
-        reach = or_(reach, org_unit.c.path.startswith(root, autoescape=True))
+        root = bindparam("r_root", type_=String)
+        reach = or_(reach, func.substr(org_unit.c.path, 1, func.length(root)) == root)
         order = [
             case((on_path, 0), else_=1),
             case((on_path, func.length(org_unit.c.path)), else_=0).desc(),
             org_unit.c.path,
         ]
-    if unit_hint is not None:
-        hinted = org_unit.c.id == unit_hint
-        reach = or_(reach, hinted)
-        order.insert(0, case((hinted, 0), else_=1))
-    row = conn.execute(
+    if hinted:
+        is_hint = org_unit.c.id == bindparam("r_hint")
+        reach = or_(reach, is_hint)
+        order.insert(0, case((is_hint, 0), else_=1))
+    statement = (
         select(org_unit.c.id)
         .select_from(
             org_unit.join(membership, membership.c.org_unit_id == org_unit.c.id).join(
                 person, person.c.id == membership.c.person_id
             )
         )
-        .where(reach, membership.c.role == role, person.c.active.is_(True))
+        .where(reach, membership.c.role == bindparam("r_role"), person.c.active.is_(True))
         .order_by(*order)
         .limit(1)
-    ).first()
-    if row is not None:
-        return str(row.id)
-    get_unit(conn, grid_id)  # NotFound for an unknown grid
-    return None
+    )
+    _ASSIGNMENT[key] = statement
+    return statement
 
 
 def candidates(conn: Connection, *, role: str, org_unit_id: str) -> list[str]:
@@ -387,8 +415,13 @@ def may_act(conn: Connection, *, person_id: str, role: str, org_unit_id: str) ->
     Yes if the person is active and holds ``role`` in that unit, or holds ``supervisor`` in that unit or
     an ancestor of it (takeover by a supervisor of the subtree). One query.
     """
-    task_path = select(org_unit.c.path).where(org_unit.c.id == org_unit_id).scalar_subquery()
-    row = conn.execute(
+    row = conn.execute(_MAY_ACT, {"m_person": person_id, "m_role": role, "m_unit": org_unit_id}).first()
+    return row is not None
+
+
+def _may_act_statement() -> Select[tuple[int]]:
+    task_path = select(org_unit.c.path).where(org_unit.c.id == bindparam("m_unit")).scalar_subquery()
+    return (
         select(membership.c.id)
         .select_from(
             membership.join(person, person.c.id == membership.c.person_id).join(
@@ -396,16 +429,20 @@ def may_act(conn: Connection, *, person_id: str, role: str, org_unit_id: str) ->
             )
         )
         .where(
-            membership.c.person_id == person_id,
+            membership.c.person_id == bindparam("m_person"),
             person.c.active.is_(True),
             or_(
-                and_(membership.c.role == role, membership.c.org_unit_id == org_unit_id),
+                and_(
+                    membership.c.role == bindparam("m_role"), membership.c.org_unit_id == bindparam("m_unit")
+                ),
                 and_(membership.c.role == "supervisor", _is_prefix(org_unit.c.path, task_path)),
             ),
         )
         .limit(1)
-    ).first()
-    return row is not None
+    )
+
+
+_MAY_ACT = _may_act_statement()  # built once: may_act runs on every task action
 
 
 # ----------------------------------------------------------------------------------------------- scopes

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select
 
 from engine import audit, orgs
 from engine.runtime import Step
 from engine.specs import lane_role
-from engine.store.models import human_task, outbox, timer
+from engine.store import fastsql
+from engine.store.models import human_task, timer
 
 # The task data variable that names the org unit of a task, by role (set by dispatch / multi-instance).
 UNIT_VARIABLES = {"department": ("department", "lead_department")}
@@ -53,26 +54,47 @@ def _refresh_case_fields(step: Step) -> None:
             step.case_values[name] = value
 
 
+_OPEN_TASKS = select(human_task.c.id).where(
+    human_task.c.case_id == bindparam("o_case"), human_task.c.state == "ready"
+)
+_CLOSE_TASK = fastsql.Statement(
+    "UPDATE human_task SET state = :c_state, completed_at = :c_at, completed_by = :c_by WHERE id = :c_id",
+    instants=frozenset({"c_at"}),
+)
+_INSERT_TASK = fastsql.Statement(
+    "INSERT INTO human_task (id, case_id, task_spec, name, lane, role, org_unit_id, assignee_id, form_key,"
+    " state, created_at, completed_at, completed_by) VALUES (:id, :case_id, :task_spec, :name, :lane, :role,"
+    " :org_unit_id, :assignee_id, :form_key, :state, :created_at, :completed_at, :completed_by)",
+    instants=frozenset({"created_at", "completed_at"}),
+)
+_INSERT_OUTBOX = fastsql.Statement(
+    "INSERT INTO outbox (created_at, topic, recipient_id, case_id, payload, delivered_at, attempts)"
+    " VALUES (:created_at, :topic, :recipient_id, :case_id, :payload, :delivered_at, :attempts)",
+    json=frozenset({"payload"}),
+    instants=frozenset({"created_at", "delivered_at"}),
+)
+_CASE_TIMERS = select(timer.c.task_id, timer.c.task_spec, timer.c.due_at).where(
+    timer.c.case_id == bindparam("t_case")
+)
+_DELETE_TIMERS = delete(timer).where(timer.c.case_id == bindparam("t_case"))
+
+
 def _refresh_tasks(step: Step, *, completed_task: str | None, actor: str | None) -> TaskChange:
     conn, now = step.conn, step.now
-    open_rows = {
-        r[0]
-        for r in conn.execute(
-            select(human_task.c.id).where(human_task.c.case_id == step.case_id, human_task.c.state == "ready")
-        )
-    }
+    open_rows = {r[0] for r in conn.execute(_OPEN_TASKS, {"o_case": step.case_id})}
     ready = {t.task_id: t for t in step.instance.ready_user_tasks()}
     closed = [tid for tid in open_rows if tid not in ready]
     for tid in closed:
         done = tid == completed_task
-        conn.execute(
-            update(human_task)
-            .where(human_task.c.id == tid)
-            .values(
-                state="completed" if done else "cancelled",
-                completed_at=now,
-                completed_by=actor if done else None,
-            )
+        fastsql.execute(
+            conn,
+            _CLOSE_TASK,
+            {
+                "c_id": tid,
+                "c_state": "completed" if done else "cancelled",
+                "c_at": now,
+                "c_by": actor if done else None,
+            },
         )
         if not done:
             audit.record(conn, "task.cancelled", at=now, actor_id=actor, case_id=step.case_id, task_id=tid)
@@ -82,35 +104,38 @@ def _refresh_tasks(step: Step, *, completed_task: str | None, actor: str | None)
         meta = step.spec.user_tasks.get(task.task_spec)
         role = lane_role(meta.lane_id or "") if meta else None
         unit = _assign_unit(step, role, task.data) if role else None
-        conn.execute(
-            insert(human_task).values(
-                id=tid,
-                case_id=step.case_id,
-                task_spec=meta.bpmn_id if meta else task.task_spec,
-                name=meta.name if meta else task.task_spec,
-                lane=meta.lane_name if meta else None,
-                role=role,
-                org_unit_id=unit,
-                assignee_id=None,
-                form_key=meta.form_key if meta else None,
-                state="ready",
-                created_at=now,
-            )
+        fastsql.execute(
+            conn,
+            _INSERT_TASK,
+            {
+                "id": tid,
+                "case_id": step.case_id,
+                "task_spec": meta.bpmn_id if meta else task.task_spec,
+                "name": meta.name if meta else task.task_spec,
+                "lane": meta.lane_name if meta else None,
+                "role": role,
+                "org_unit_id": unit,
+                "assignee_id": None,
+                "form_key": meta.form_key if meta else None,
+                "state": "ready",
+                "created_at": now,
+                "completed_at": None,
+                "completed_by": None,
+            },
         )
-        conn.execute(
-            insert(outbox).values(
-                created_at=now,
-                topic="task.created",
-                recipient_id=None,
-                case_id=step.case_id,
-                payload={
-                    "task_id": tid,
-                    "role": role,
-                    "org_unit_id": unit,
-                    "name": meta.name if meta else None,
-                },
-                attempts=0,
-            )
+        payload = {"task_id": tid, "role": role, "org_unit_id": unit, "name": meta.name if meta else None}
+        fastsql.execute(
+            conn,
+            _INSERT_OUTBOX,
+            {
+                "created_at": now,
+                "topic": "task.created",
+                "recipient_id": None,
+                "case_id": step.case_id,
+                "payload": payload,
+                "delivered_at": None,
+                "attempts": 0,
+            },
         )
     return TaskChange(created, closed)
 
@@ -131,18 +156,16 @@ def _assign_unit(step: Step, role: str, data: dict[str, object]) -> str | None:
 
 
 def _refresh_timers(step: Step) -> None:
-    conn = step.conn
     waiting = {(t.task_id, t.task_spec, t.due_at) for t in step.instance.waiting_timers()}
+    if not waiting and step.case.next_wake_at is None:
+        return  # no timer rows exist for this case (next_wake_at is their minimum)
     stored = {
-        (r.task_id, r.task_spec, r.due_at)
-        for r in conn.execute(
-            select(timer.c.task_id, timer.c.task_spec, timer.c.due_at).where(timer.c.case_id == step.case_id)
-        )
+        (r.task_id, r.task_spec, r.due_at) for r in step.conn.execute(_CASE_TIMERS, {"t_case": step.case_id})
     }
     if waiting != stored:
-        conn.execute(delete(timer).where(timer.c.case_id == step.case_id))
+        step.conn.execute(_DELETE_TIMERS, {"t_case": step.case_id})
         if waiting:
-            conn.execute(
+            step.conn.execute(
                 insert(timer),
                 [
                     {"case_id": step.case_id, "task_id": tid, "task_spec": spec, "due_at": due}

@@ -19,16 +19,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, delete, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
 
 from engine import spiff
 from engine.clock import Clock, SystemClock
 from engine.errors import Conflict, NotFound
 from engine.sandbox import Sandbox
+from engine.store import fastsql
 from engine.store.db import Database
-from engine.store.models import case, spec_version, workflow_state, workflow_task
+from engine.store.models import case, human_task, spec_version, workflow_state, workflow_task
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,23 +135,59 @@ class Step:
         return int(self.case.id)
 
 
+# Statements on the step path are built once; each call only binds values (ARCHITECTURE §2: a step's
+# own cost must stay small next to the engine's).
+_LOCK = select(case).where(case.c.id == bindparam("case_id"))
+_LOCK_FOR_UPDATE = _LOCK.with_for_update()
+_CASE_OF_TASK = select(human_task.c.case_id).where(human_task.c.id == bindparam("task_id"))
+_LOCK_BY_TASK = select(case).where(case.c.id == _CASE_OF_TASK.scalar_subquery())
+_LOCK_BY_TASK_FOR_UPDATE = _LOCK_BY_TASK.with_for_update(of=case)
+_BUMP = fastsql.Statement(
+    'UPDATE "case" SET version = :b_version, updated_at = :b_now, next_wake_at = :b_wake'
+    " WHERE id = :b_case_id",
+    instants=frozenset({"b_now", "b_wake"}),
+)
+
+
 def lock_case(conn: Connection, case_id: int) -> Row[tuple[object, ...]]:
-    query = select(case).where(case.c.id == case_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    query = _LOCK_FOR_UPDATE if conn.dialect.name == "postgresql" else _LOCK
+    row = conn.execute(query, {"case_id": case_id}).first()
     if row is None:
         raise NotFound("case.not_found", f"case {case_id} does not exist", {"case_id": case_id})
     return row
 
 
+def lock_case_of_task(conn: Connection, task_id: str) -> Row[tuple[object, ...]]:
+    """Lock the case a human task belongs to (one statement)."""
+    query = _LOCK_BY_TASK_FOR_UPDATE if conn.dialect.name == "postgresql" else _LOCK_BY_TASK
+    row = conn.execute(query, {"task_id": task_id}).first()
+    if row is None:
+        raise NotFound("task.not_found", f"no task {task_id}", {"task_id": task_id})
+    return row
+
+
 @contextmanager
-def step(rt: Runtime, case_id: int, *, expected_version: int | None = None) -> Iterator[Step]:
-    """Lock, load, yield the step to act on, then save everything in the same transaction."""
+def step(
+    rt: Runtime,
+    case_id: int | None = None,
+    *,
+    task_id: str | None = None,
+    expected_version: int | None = None,
+) -> Iterator[Step]:
+    """Lock, load, yield the step to act on, then save everything in the same transaction.
+
+    The case is named directly or through one of its human tasks (``task_id``).
+    """
     instance: spiff.Instance | None = None
     try:
         with rt.db.write() as conn:
-            row = lock_case(conn, case_id)
+            if case_id is not None:
+                row = lock_case(conn, case_id)
+            elif task_id is not None:
+                row = lock_case_of_task(conn, task_id)
+                case_id = int(row.id)
+            else:
+                raise ValueError("step() needs a case_id or a task_id")
             if expected_version is not None and row.version != expected_version:
                 raise Conflict(
                     "case.stale_version",
@@ -166,17 +201,37 @@ def step(rt: Runtime, case_id: int, *, expected_version: int | None = None) -> I
             current = Step(rt, conn, row, entry, instance, rt.now(), row.version + 1)
             yield current
             save_instance(conn, case_id, instance, current.now)
-            values = {"version": current.new_version, "updated_at": current.now, **current.case_values}
-            conn.execute(update(case).where(case.c.id == case_id).values(**values))
+            _save_case(conn, current)
     except BaseException:
         instance = None
         raise
     finally:
         if instance is not None:
-            rt.workflows.put(case_id, row.version + 1, instance)
+            rt.workflows.put(case_id, row.version + 1, instance)  # type: ignore[arg-type]
             wake = current.case_values.get("next_wake_at")
             if isinstance(wake, datetime) and wake != row.next_wake_at:
                 rt.woke(wake)
+
+
+def _save_case(conn: Connection, current: Step) -> None:
+    values = current.case_values
+    if set(values) <= {"next_wake_at"}:
+        fastsql.execute(
+            conn,
+            _BUMP,
+            {
+                "b_case_id": current.case_id,
+                "b_version": current.new_version,
+                "b_now": current.now,
+                "b_wake": values.get("next_wake_at", current.case.next_wake_at),
+            },
+        )
+    else:
+        conn.execute(
+            update(case)
+            .where(case.c.id == current.case_id)
+            .values(version=current.new_version, updated_at=current.now, **values)
+        )
 
 
 def load_instance(rt: Runtime, conn: Connection, entry: SpecEntry, case_id: int) -> spiff.Instance:
@@ -191,30 +246,44 @@ def load_instance(rt: Runtime, conn: Connection, entry: SpecEntry, case_id: int)
     )
 
 
+_STATE_UPDATE = fastsql.Statement(
+    "UPDATE workflow_state SET body = :s_body, updated_at = :s_now, serializer_version = :s_version"
+    " WHERE case_id = :s_case_id",
+    instants=frozenset({"s_now"}),
+)
+_TASK_DELETE = delete(workflow_task).where(
+    workflow_task.c.case_id == bindparam("d_case_id"),
+    workflow_task.c.task_id.in_(bindparam("d_ids", expanding=True)),
+)
+_TASK_UPSERT = fastsql.Statement(
+    "INSERT INTO workflow_task (case_id, task_id, body) VALUES (:case_id, :task_id, :body)"
+    " ON CONFLICT (case_id, task_id) DO UPDATE SET body = excluded.body"
+)
+
+
 def save_instance(conn: Connection, case_id: int, instance: spiff.Instance, now: datetime) -> None:
     """Write what the step changed: the workflow row and only the task rows that differ."""
     delta = instance.delta()
-    state_values = {"body": delta.body, "updated_at": now, "serializer_version": spiff.SERIALIZER_VERSION}
-    updated = conn.execute(
-        update(workflow_state).where(workflow_state.c.case_id == case_id).values(**state_values)
-    ).rowcount
+    updated = fastsql.execute(
+        conn,
+        _STATE_UPDATE,
+        {"s_case_id": case_id, "s_body": delta.body, "s_now": now, "s_version": spiff.SERIALIZER_VERSION},
+    )
     if not updated:
-        conn.execute(insert(workflow_state).values(case_id=case_id, **state_values))
+        conn.execute(
+            insert(workflow_state),
+            {
+                "case_id": case_id,
+                "body": delta.body,
+                "updated_at": now,
+                "serializer_version": spiff.SERIALIZER_VERSION,
+            },
+        )
     if delta.deletes:
-        conn.execute(
-            delete(workflow_task).where(
-                workflow_task.c.case_id == case_id, workflow_task.c.task_id.in_(delta.deletes)
-            )
-        )
+        conn.execute(_TASK_DELETE, {"d_case_id": case_id, "d_ids": delta.deletes})
     if delta.upserts:
-        rows = [{"case_id": case_id, "task_id": k, "body": v} for k, v in delta.upserts.items()]
-        upsert = (
-            pg_insert(workflow_task) if conn.dialect.name == "postgresql" else sqlite_insert(workflow_task)
-        )
-        conn.execute(
-            upsert.on_conflict_do_update(
-                index_elements=[workflow_task.c.case_id, workflow_task.c.task_id],
-                set_={"body": upsert.excluded.body},
-            ),
-            rows,
+        fastsql.execute(
+            conn,
+            _TASK_UPSERT,
+            [{"case_id": case_id, "task_id": k, "body": v} for k, v in delta.upserts.items()],
         )

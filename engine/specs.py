@@ -465,6 +465,14 @@ def _check_expressions(name: str, tree: etree._Element, sandbox: Sandbox, result
     for el in tree.iter(f"{{{BPMN}}}script"):
         if (el.text or "").strip():
             check(el, el.text, "script", el.getparent(), script=True)
+    for el in tree.iter(f"{{{BPMN}}}messageEventDefinition"):
+        payload = (el.get(f"{{{CAMUNDA}}}expression") or "").strip()
+        if payload:
+            check(el, payload, "message payload expression", el.getparent())
+    for el in tree.iter(f"{{{BPMN}}}multiInstanceLoopCharacteristics"):
+        collection = (el.get(f"{{{CAMUNDA}}}collection") or "").strip()
+        if collection:
+            check(el, collection, "multi-instance collection", el.getparent())
 
 
 def _check_event_gateways(name: str, tree: etree._Element, result: Validation) -> None:

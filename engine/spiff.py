@@ -468,9 +468,10 @@ def _fingerprint(task: Task) -> _Fingerprint:
 class Instance:
     """One running workflow plus what was last saved of it, so a save writes only the difference."""
 
-    def __init__(self, workflow: BpmnWorkflow, saved: dict[str, _Fingerprint] | None = None) -> None:
+    def __init__(self, workflow: BpmnWorkflow, saved: dict[UUID, _Fingerprint] | None = None) -> None:
         self.workflow = workflow
-        self._saved: dict[str, _Fingerprint] = saved if saved is not None else {}
+        self._saved: dict[UUID, _Fingerprint] = saved if saved is not None else {}
+        self._ready: list[ReadyUserTask] | None = None  # from the last scan; None once something changed
 
     # -- creation and loading
     @classmethod
@@ -508,7 +509,7 @@ class Instance:
         dct["subprocess_specs"] = dict(subprocess_specs)
         workflow = serializer.from_dict(dct)
         workflow.script_engine = _ScriptEngine(sandbox)
-        saved = {str(t.id): _fingerprint(t) for t in workflow.tasks.values()}
+        saved = {t.id: _fingerprint(t) for t in workflow.tasks.values()}
         return cls(workflow, saved)
 
     # -- stepping
@@ -523,6 +524,7 @@ class Instance:
         self.check_not_stalled()
 
     def refresh_timers(self, clock: Clock) -> None:
+        self._ready = None
         with clock_context(clock):
             self.workflow.refresh_timers()
         self.run_engine(clock)
@@ -535,6 +537,7 @@ class Instance:
                 f"task {task.task_spec.bpmn_name or task.task_spec.name} is {TaskState.get_name(task.state)}",
                 {"task_id": task_id, "state": TaskState.get_name(task.state)},
             )
+        self._ready = None
         task.data.update(data)
         with clock_context(clock):
             try:
@@ -553,6 +556,7 @@ class Instance:
         event = BpmnEvent(
             MessageEventDefinition(name), {"payload": dict(payload), "result_var": "event_payload"}
         )
+        self._ready = None
         with clock_context(clock):
             caught = self.workflow.event_manager.catch(event, internal=False)
         if caught:
@@ -597,11 +601,13 @@ class Instance:
         return dict(last.data) if last is not None else dict(self.workflow.data)
 
     def ready_user_tasks(self) -> list[ReadyUserTask]:
-        return [
-            ReadyUserTask(str(t.id), t.task_spec.name, t.data)
-            for t in self._all_tasks()
-            if t.state == TaskState.READY and isinstance(t.task_spec, _UserTaskMixin)
-        ]
+        if self._ready is None:
+            self._ready = [
+                ReadyUserTask(str(t.id), t.task_spec.name, t.data)
+                for t in self._all_tasks()
+                if t.state == TaskState.READY and isinstance(t.task_spec, _UserTaskMixin)
+            ]
+        return self._ready
 
     def waiting_timers(self) -> list[WaitingTimer]:
         timers = []
@@ -616,16 +622,35 @@ class Instance:
         return timers
 
     def check_not_stalled(self) -> None:
-        """A workflow that cannot move on must say so loudly, never pass for completed (trap 5)."""
-        unfinished = [t for t in self._all_tasks() if t.state & TaskState.NOT_FINISHED_MASK]
-        if self.workflow.is_completed() and unfinished:
+        """A workflow that cannot move on must say so loudly, never pass for completed (trap 5).
+
+        One pass over the flat task table (no tree walk, so no depth limit), which also collects the
+        ready user tasks for the projection.
+        """
+        ready: list[ReadyUserTask] = []
+        unfinished: list[Task] = []
+        engine_ready: list[Task] = []
+        live = False
+        for t in self._all_tasks():
+            state = t.state
+            if not state & TaskState.NOT_FINISHED_MASK:
+                continue
+            unfinished.append(t)
+            if state == TaskState.READY:
+                live = True
+                if isinstance(t.task_spec, _UserTaskMixin):
+                    ready.append(ReadyUserTask(str(t.id), t.task_spec.name, t.data))
+                elif not t.task_spec.manual:
+                    engine_ready.append(t)
+            elif state & (TaskState.WAITING | TaskState.STARTED):
+                live = True
+        if self.workflow.completed and unfinished:
             raise _stalled("the workflow reports completion while tasks are unfinished", unfinished)
-        engine_ready = [t for t in unfinished if t.state == TaskState.READY and not t.task_spec.manual]
         if engine_ready:
             raise _stalled("engine tasks are ready but the engine did not run them", engine_ready)
-        live = TaskState.READY | TaskState.WAITING | TaskState.STARTED
-        if not self.workflow.completed and not any(t.state & live for t in unfinished):
+        if not self.workflow.completed and not live:
             raise _stalled("the workflow can make no progress: nothing is ready or waiting", unfinished)
+        self._ready = ready
 
     def _all_tasks(self) -> Iterator[Task]:
         yield from self.workflow.tasks.values()
@@ -637,15 +662,17 @@ class Instance:
         """Serialize what changed since the last save (all of it the first time)."""
         registry = _serializer().registry
         wf = self.workflow
-        current: dict[str, _Fingerprint] = {}
+        current: dict[UUID, _Fingerprint] = {}
         upserts: dict[str, str] = {}
-        for task in wf.tasks.values():
-            tid = str(task.id)
-            fp = _fingerprint(task)
+        saved = self._saved
+        for tid, task in wf.tasks.items():
+            fp = (task.state, task.last_state_change, len(task._children))
             current[tid] = fp
-            if self._saved.get(tid) != fp:
-                upserts[tid] = json.dumps(registry.convert(task), ensure_ascii=False, default=_json_default)
-        deletes = [tid for tid in self._saved if tid not in current]
+            if saved.get(tid) != fp:
+                upserts[str(tid)] = json.dumps(
+                    registry.convert(task), ensure_ascii=False, default=_json_default
+                )
+        deletes = [str(tid) for tid in saved if tid not in current]
         body = {
             "typename": registry.typenames[BpmnWorkflow],
             "data": registry.convert(registry.clean(wf.data)),

@@ -10,13 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, and_, or_, select, update
+from sqlalchemy import Connection, Row, RowMapping, and_, bindparam, or_, select
 
 from engine import audit, orgs
 from engine.errors import Conflict, NotFound, PermissionDenied
 from engine.forms import validate_form
 from engine.projection import refresh
-from engine.runtime import Runtime, step
+from engine.runtime import Runtime, Step, step
+from engine.store import fastsql
 from engine.store.models import case, human_task, membership
 
 SYSTEM_ACTOR = "system"
@@ -136,8 +137,7 @@ def case_tasks(case_id: int, *, rt: Runtime) -> list[TaskView]:
     return [_view(r) for r in rows]
 
 
-def _check_actor(conn: Connection, task: Row[tuple[object, ...]], actor: str) -> None:
-    m = task._mapping
+def _check_actor(conn: Connection, m: RowMapping, actor: str) -> None:
     if m["state"] != "ready":
         code = "task.already_completed" if m["state"] == "completed" else "task.not_ready"
         raise Conflict(code, f"task '{m['name']}' is {m['state']}", {"task_id": m["id"], "state": m["state"]})
@@ -169,13 +169,11 @@ def complete_task(
     expected_version: int | None = None,
 ) -> TaskView:
     """Validate ``data`` against the task's form, run the task and the engine to the next wait, save."""
-    with rt.db.read() as conn:
-        task_id = resolve_task_id(conn, task_id)
-        case_id = int(_row(conn, task_id)._mapping["case_id"])
-    with step(rt, case_id, expected_version=expected_version) as current:
-        task = _row(current.conn, task_id)
+    task_id = _full_id(rt, task_id)
+    with step(rt, task_id=task_id, expected_version=expected_version) as current:
+        task = _step_row(current, task_id)
         _check_actor(current.conn, task, actor)
-        form_key = task._mapping["form_key"]
+        form_key = task["form_key"]
         if form_key:
             schema = current.spec.forms.get(str(form_key))
             if schema is None:
@@ -192,9 +190,9 @@ def complete_task(
             "task.completed",
             at=current.now,
             actor_id=actor,
-            case_id=case_id,
+            case_id=current.case_id,
             task_id=task_id,
-            before={"task": task._mapping["task_spec"], "state": "ready", "version": current.case.version},
+            before={"task": task["task_spec"], "state": "ready", "version": current.case.version},
             after={
                 "data": dict(data),
                 "created": change.created,
@@ -202,7 +200,8 @@ def complete_task(
                 "case_status": current.case_values.get("status", "open"),
             },
         )
-    return get_task(task_id, rt=rt)
+        view = _step_view(current, task, state="completed", completed_at=current.now, completed_by=actor)
+    return view
 
 
 def claim_task(task_id: str, *, rt: Runtime, actor: str, expected_version: int | None = None) -> TaskView:
@@ -222,34 +221,59 @@ def unclaim_task(task_id: str, *, rt: Runtime, actor: str, expected_version: int
 def _set_assignee(
     task_id: str, *, rt: Runtime, actor: str, assignee: str | None, action: str, expected_version: int | None
 ) -> TaskView:
-    with rt.db.read() as conn:
-        task_id = resolve_task_id(conn, task_id)
-        case_id = int(_row(conn, task_id)._mapping["case_id"])
-    with step(rt, case_id, expected_version=expected_version) as current:
-        task = _row(current.conn, task_id)
-        before = task._mapping["assignee_id"]
+    task_id = _full_id(rt, task_id)
+    with step(rt, task_id=task_id, expected_version=expected_version) as current:
+        task = _step_row(current, task_id)
+        before = task["assignee_id"]
         if assignee is not None and before is not None:
             raise Conflict(
                 "task.already_claimed",
-                f"task '{task._mapping['name']}' is already claimed",
+                f"task '{task['name']}' is already claimed",
                 {"task_id": task_id, "assignee_id": before},
             )
         if assignee is None and before is None:
-            raise Conflict(
-                "task.not_claimed", f"task '{task._mapping['name']}' is not claimed", {"task_id": task_id}
-            )
+            raise Conflict("task.not_claimed", f"task '{task['name']}' is not claimed", {"task_id": task_id})
         _check_actor(current.conn, task, actor)
-        current.conn.execute(
-            update(human_task).where(human_task.c.id == task_id).values(assignee_id=assignee)
-        )
+        fastsql.execute(current.conn, _ASSIGN, {"a_id": task_id, "a_assignee": assignee})
         audit.record(
             current.conn,
             action,
             at=current.now,
             actor_id=actor,
-            case_id=case_id,
+            case_id=current.case_id,
             task_id=task_id,
             before={"assignee_id": before},
             after={"assignee_id": assignee},
         )
-    return get_task(task_id, rt=rt)
+        view = _step_view(current, task, assignee_id=assignee)
+    return view
+
+
+def _full_id(rt: Runtime, reference: str) -> str:
+    if len(reference) >= 36:
+        return reference
+    with rt.db.read() as conn:
+        return resolve_task_id(conn, reference)
+
+
+_TASK_ROW = select(human_task).where(human_task.c.id == bindparam("task_id"))
+_ASSIGN = fastsql.Statement("UPDATE human_task SET assignee_id = :a_assignee WHERE id = :a_id")
+
+
+def _step_row(current: Step, task_id: str) -> RowMapping:
+    row = current.conn.execute(_TASK_ROW, {"task_id": task_id}).first()
+    if row is None:
+        raise NotFound("task.not_found", f"no task {task_id}", {"task_id": task_id})
+    return row._mapping
+
+
+def _step_view(current: Step, task: RowMapping, **changes: object) -> TaskView:
+    """The task as the step leaves it, built from rows the step already read."""
+    fields = {name: task[name] for name in TaskView.__dataclass_fields__ if name in task}
+    fields.update(
+        case_number=current.case.number,
+        case_title=current.case.title,
+        case_version=current.new_version,
+        **changes,
+    )
+    return TaskView(**fields)

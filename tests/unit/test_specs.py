@@ -539,3 +539,29 @@ def test_changing_a_form_creates_a_new_version(db: Database, forms: Path) -> Non
     with db.write() as conn:
         second = specs.deploy(conn, check(sources, forms), actor="owner", now=NOW)
     assert second[0].created and second[0].id != first[0].id
+
+
+def test_a_message_payload_expression_that_escapes_the_sandbox_is_refused_at_validation(
+    tmp_path: Path,
+) -> None:
+    body = """
+    <bpmn:message id="msg" name="start_work_order" />
+    <bpmn:process id="p" isExecutable="true">
+      <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+      <bpmn:intermediateThrowEvent id="throw"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+        <bpmn:messageEventDefinition id="throw_def" messageRef="msg"
+          camunda:expression="__import__('os').system('id')" />
+      </bpmn:intermediateThrowEvent>
+      <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+      <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="throw" />
+      <bpmn:sequenceFlow id="f2" sourceRef="throw" targetRef="end" />
+    </bpmn:process>"""
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" '
+        'xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="t">'
+        f"{body}</bpmn:definitions>"
+    )
+    result = specs.validate({"m.bpmn": xml.encode()}, forms_dir=tmp_path, sandbox=Sandbox())
+    assert not result.ok
+    assert any(p.element_id == "throw" and "sandbox" in p.message for p in result.problems)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from SpiffWorkflow.bpmn.util import task as bpmn_task_util
 from SpiffWorkflow.util import task as task_util
 
 from engine import specs, spiff
@@ -40,7 +41,7 @@ def test_with_stock_depth_limit_the_stall_is_reported_not_passed_off_as_completi
     demo: spiff.ParsedProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Put back stock 3.2.0's cut-off (max_depth=1000) to show the guard catches the silent stall.
-    for iterator in (task_util.TaskIterator,):
+    for iterator in (task_util.TaskIterator, bpmn_task_util.BpmnTaskIterator):
         defaults = list(iterator.__init__.__defaults__ or ())
         names = iterator.__init__.__code__.co_varnames[1 : iterator.__init__.__code__.co_argcount]
         defaults[names.index("max_depth") - (len(names) - len(defaults))] = 1000
