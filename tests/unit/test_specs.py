@@ -548,7 +548,8 @@ def test_a_message_payload_expression_that_escapes_the_sandbox_is_refused_at_val
     <bpmn:message id="msg" name="start_work_order" />
     <bpmn:process id="p" isExecutable="true">
       <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
-      <bpmn:intermediateThrowEvent id="throw"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:intermediateThrowEvent id="throw">
+        <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
         <bpmn:messageEventDefinition id="throw_def" messageRef="msg"
           camunda:expression="__import__('os').system('id')" />
       </bpmn:intermediateThrowEvent>
