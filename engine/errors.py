@@ -8,7 +8,11 @@ Owns the exception classes only; imports nothing from the rest of the engine.
     ├── PermissionDenied  (403)      task.not_candidate, spec.deploy_forbidden …
     ├── InvalidInput      (422)      form.invalid, gateway.missing_variable, calendar.year_not_covered …
     │   └── SpecError     (422)      spec.invalid — ``details["problems"]`` lists every problem
-    └── ScriptError       (422)      script.forbidden, script.budget_exceeded, script.failed
+    ├── ScriptError       (422)      script.forbidden, script.budget_exceeded, script.failed
+    ├── Unauthenticated   (401)      auth.invalid_credentials, auth.required, auth.token_invalid
+    ├── RateLimited       (429)      auth.rate_limited — ``details["retry_after"]`` in seconds
+    ├── TooLarge          (413)      attachment.too_large
+    └── UnsupportedType   (415)      attachment.unsupported_type
 
 The API maps each family to an HTTP status in one table (api/errors.py); codes never change meaning.
 """
@@ -101,3 +105,27 @@ class SpecError(InvalidInput):
             {"problems": [p.to_dict() for p in problems]},
         )
         self.problems = problems
+
+
+class Unauthenticated(EngineError):
+    """The caller could not be identified (no, unknown, expired or revoked credentials)."""
+
+    family = "unauthenticated"
+
+
+class RateLimited(EngineError):
+    """Too many attempts in the window; ``details["retry_after"]`` says how many seconds to wait."""
+
+    family = "rate_limited"
+
+
+class TooLarge(EngineError):
+    """An upload exceeds its size limit."""
+
+    family = "too_large"
+
+
+class UnsupportedType(EngineError):
+    """An upload's content (sniffed from its first bytes) is not an accepted type."""
+
+    family = "unsupported_type"

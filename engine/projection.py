@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, insert, select
 
-from engine import audit, orgs
+from engine import audit, orgs, sla
 from engine.runtime import Step
 from engine.specs import lane_role
 from engine.store import fastsql
@@ -99,11 +99,14 @@ def _refresh_tasks(step: Step, *, completed_task: str | None, actor: str | None)
         if not done:
             audit.record(conn, "task.cancelled", at=now, actor_id=actor, case_id=step.case_id, task_id=tid)
     created = [tid for tid in ready if tid not in open_rows]
+    opened: list[sla.OpenTask] = []
     for tid in created:
         task = ready[tid]
         meta = step.spec.user_tasks.get(task.task_spec)
         role = lane_role(meta.lane_id or "") if meta else None
         unit = _assign_unit(step, role, task.data) if role else None
+        if meta is not None:
+            opened.append(sla.OpenTask(tid, meta, unit, task.data))
         fastsql.execute(
             conn,
             _INSERT_TASK,
@@ -123,21 +126,36 @@ def _refresh_tasks(step: Step, *, completed_task: str | None, actor: str | None)
                 "completed_by": None,
             },
         )
-        payload = {"task_id": tid, "role": role, "org_unit_id": unit, "name": meta.name if meta else None}
-        fastsql.execute(
-            conn,
-            _INSERT_OUTBOX,
+        enqueue(
+            step,
+            "task.created",
             {
-                "created_at": now,
-                "topic": "task.created",
-                "recipient_id": None,
-                "case_id": step.case_id,
-                "payload": payload,
-                "delivered_at": None,
-                "attempts": 0,
+                "task_id": tid,
+                "role": role,
+                "org_unit_id": unit,
+                "name": meta.name if meta else None,
+                "case_number": step.case.number,
             },
         )
+    sla.on_tasks_changed(step, closed=closed, created=opened)
     return TaskChange(created, closed)
+
+
+def enqueue(step: Step, topic: str, payload: dict[str, object], *, recipient_id: str | None = None) -> None:
+    """Queue a notification in the outbox, in the step's transaction (delivered after commit)."""
+    fastsql.execute(
+        step.conn,
+        _INSERT_OUTBOX,
+        {
+            "created_at": step.now,
+            "topic": topic,
+            "recipient_id": recipient_id,
+            "case_id": step.case_id,
+            "payload": payload,
+            "delivered_at": None,
+            "attempts": 0,
+        },
+    )
 
 
 def _assign_unit(step: Step, role: str, data: dict[str, object]) -> str | None:

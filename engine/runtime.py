@@ -12,16 +12,19 @@ used; an exception discards the copy.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
 
 from engine import spiff
+from engine.calendar import WorkCalendar
 from engine.clock import Clock, SystemClock
 from engine.errors import Conflict, NotFound
 from engine.sandbox import Sandbox
@@ -97,6 +100,12 @@ class WorkflowCache:
             self._items.clear()
 
 
+def default_calendar() -> WorkCalendar:
+    """The working calendar, with the yearly overlay files of ``GRIDCASE_CALENDAR_DIR`` if set."""
+    overlay = os.environ.get("GRIDCASE_CALENDAR_DIR")
+    return WorkCalendar(Path(overlay) if overlay else None)
+
+
 @dataclass
 class Runtime:
     """Everything the engine functions need, injected once."""
@@ -106,6 +115,7 @@ class Runtime:
     sandbox: Sandbox = field(default_factory=Sandbox)
     specs: SpecCache = field(default_factory=SpecCache)
     workflows: WorkflowCache = field(default_factory=WorkflowCache)
+    calendar: WorkCalendar = field(default_factory=default_calendar)
     wake_listeners: list[Callable[[datetime], None]] = field(default_factory=list)
 
     def now(self) -> datetime:
@@ -173,6 +183,7 @@ def step(
     *,
     task_id: str | None = None,
     expected_version: int | None = None,
+    statuses: frozenset[str] = frozenset({"open"}),
 ) -> Iterator[Step]:
     """Lock, load, yield the step to act on, then save everything in the same transaction.
 
@@ -194,8 +205,9 @@ def step(
                     f"case {row.number} is at version {row.version}, not {expected_version}: reload",
                     {"case_id": case_id, "version": row.version, "expected_version": expected_version},
                 )
-            if row.status != "open":
-                raise Conflict("case.closed", f"case {row.number} is {row.status}", {"status": row.status})
+            if row.status not in statuses:
+                code = "case.suspended" if row.status == "suspended" else "case.closed"
+                raise Conflict(code, f"case {row.number} is {row.status}", {"status": row.status})
             entry = rt.specs.get(conn, row.spec_version_id)
             instance = rt.workflows.take(case_id, row.version) or load_instance(rt, conn, entry, case_id)
             current = Step(rt, conn, row, entry, instance, rt.now(), row.version + 1)

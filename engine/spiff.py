@@ -548,19 +548,40 @@ class Instance:
                 raise _engine_failure(err) from None
         self.run_engine(clock)
 
-    def send_message(self, name: str, payload: Mapping[str, object], clock: Clock) -> bool:
+    def send_message(
+        self, name: str, payload: Mapping[str, object], clock: Clock, *, for_task: str | None = None
+    ) -> bool:
         """Deliver a BPMN message (e.g. ``sla_overdue``); False when nothing waits for it.
 
-        The catching event puts ``payload`` into the task data as ``event_payload``.
+        With ``for_task`` only the boundary events attached to that user task catch it, so an SLA rung
+        of one task never fires the boundary of a parallel one. The catching event puts ``payload``
+        into the task data as ``event_payload``.
         """
         event = BpmnEvent(
             MessageEventDefinition(name), {"payload": dict(payload), "result_var": "event_payload"}
         )
         self._ready = None
         with clock_context(clock):
-            caught = self.workflow.event_manager.catch(event, internal=False)
+            if for_task is None:
+                caught = self.workflow.event_manager.catch(event, internal=False)
+            else:
+                owner = self._task(for_task)
+                catching = [
+                    t
+                    for t in self.workflow.event_manager.tasks.values()
+                    if t.parent is not None
+                    and t.parent is owner.parent
+                    and t is not owner
+                    and t.task_spec.catches(t, event)
+                ]
+                for t in catching:
+                    t.task_spec.catch(t, event)
+                    t.task_spec._update(t)
+                caught = len(catching)
         if caught:
             self.run_engine(clock)
+        else:
+            self.check_not_stalled()
         return bool(caught)
 
     def waiting_messages(self) -> list[tuple[str, str]]:

@@ -12,8 +12,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Row, RowMapping, and_, bindparam, or_, select
 
-from engine import audit, orgs
-from engine.errors import Conflict, NotFound, PermissionDenied
+from engine import audit, orgs, sla
+from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from engine.forms import validate_form
 from engine.projection import refresh
 from engine.runtime import Runtime, Step, step
@@ -184,6 +184,7 @@ def complete_task(
                 )
             validate_form(str(form_key), schema, data)
         current.instance.complete_user_task(task_id, data, rt.clock)
+        _approve_extension(current, task, data, actor)
         change = refresh(current, completed_task=task_id, actor=actor)
         audit.record(
             current.conn,
@@ -202,6 +203,32 @@ def complete_task(
         )
         view = _step_view(current, task, state="completed", completed_at=current.now, completed_by=actor)
     return view
+
+
+def _approve_extension(current: Step, task: RowMapping, data: Mapping[str, object], actor: str) -> None:
+    """A task with ``sla_extends="<clock>"`` decides 延期. It approves when its approval field
+    (property ``sla_approval_field``, default ``decision``) is ``approve``; the extension field
+    (``sla_extension_field``, default ``extension``) gives the added budget: "3WD", "4WH", or a whole
+    number of working days. The budget grows only then."""
+    meta = current.spec.user_tasks.get(str(task["task_spec"]))
+    clock_key = meta.properties.get("sla_extends") if meta else None
+    if meta is None or not clock_key:
+        return
+    if data.get(meta.properties.get("sla_approval_field", "decision")) != "approve":
+        return
+    added = data.get(meta.properties.get("sla_extension_field", "extension"))
+    if isinstance(added, int) and not isinstance(added, bool) and added > 0:
+        added = f"{added}WD"
+    if not isinstance(added, str) or not added:
+        raise InvalidInput(
+            "sla.extension_missing",
+            "an approved extension needs its length (e.g. 3WD)",
+            {"fields": {"extension": "required when approving"}},
+        )
+    reason = next((str(v) for k, v in data.items() if k.endswith(("reason", "comment")) and v), "延期批准")
+    sla.apply_extension(
+        current, clock_key=clock_key, added=added, reason=reason, actor=actor, held_by=str(task["id"])
+    )
 
 
 def claim_task(task_id: str, *, rt: Runtime, actor: str, expected_version: int | None = None) -> TaskView:

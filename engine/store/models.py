@@ -207,3 +207,102 @@ outbox = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Index("ix_outbox_pending", "delivered_at", "id"),
 )
+
+# One SLA clock per timed step (ARCHITECTURE §3): budget, pauses (挂起 ledger), extensions (延期), the
+# instants of each rung and when it fired. ``next_rung_at`` is the indexed column the scheduler reads.
+sla_clock = Table(
+    "sla_clock",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("case_id", Integer, ForeignKey("case.id"), nullable=False, index=True),
+    Column("task_id", String(36), nullable=True),  # the human task the clock currently runs for
+    Column("task_spec", String(100), nullable=False),
+    Column("clock_key", String(100), nullable=False),
+    Column("org_unit_id", String(64), nullable=True),  # whose time is being spent
+    Column("budget", String(32), nullable=False),  # as written: "5WD", "2WH", "P30D"
+    Column("budget_kind", String(16), nullable=False),  # working | calendar
+    Column("budget_seconds", Integer, nullable=False),  # with approved extensions
+    Column("warn_pct", Integer, nullable=True),
+    Column("supervise_after", String(32), nullable=True),
+    Column("escalate_after", String(32), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("pauses", JSON, nullable=False),  # [{"from", "to", "reason", "actor"}]
+    Column("extensions", JSON, nullable=False),  # [{"added", "seconds", "by", "at", "reason"}]
+    Column("warn_due_at", UTCDateTime(), nullable=True),
+    Column("due_at", UTCDateTime(), nullable=True),
+    Column("supervise_at", UTCDateTime(), nullable=True),
+    Column("escalate_at", UTCDateTime(), nullable=True),
+    Column("warning_fired_at", UTCDateTime(), nullable=True),
+    Column("overdue_fired_at", UTCDateTime(), nullable=True),
+    Column("supervise_fired_at", UTCDateTime(), nullable=True),
+    Column("escalate_fired_at", UTCDateTime(), nullable=True),
+    Column("next_rung_at", UTCDateTime(), nullable=True, index=True),
+    Column("state", String(16), nullable=False),  # running paused stopped
+    Column("status", String(16), nullable=False),  # on_time warning overdue
+    Column("stopped_at", UTCDateTime(), nullable=True),
+    Column("consumed_seconds", Integer, nullable=True),  # working (or calendar) seconds used, at stop
+    Column("calendar_version", String(200), nullable=False),
+    Column("provisional", Boolean, nullable=False, default=False),
+    Column("provisional_reason", String(300), nullable=True),
+    Index("ix_sla_clock_state_due", "state", "due_at"),
+)
+
+# In-app notifications (engine.notify.InAppNotifier): one row per (outbox row, recipient); ``id`` is that
+# pair, so a retried delivery cannot show a person the same message twice.
+notification = Table(
+    "notification",
+    metadata,
+    Column("id", String(100), primary_key=True),
+    Column("person_id", String(64), ForeignKey("person.id"), nullable=False),
+    Column("case_id", Integer, ForeignKey("case.id"), nullable=True),
+    Column("topic", String(64), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("read_at", UTCDateTime(), nullable=True),
+    Index("ix_notification_person_read", "person_id", "read_at", "created_at"),
+)
+
+# --- API (migration 0004): bearer tokens, login throttling, attachments --------------------------------
+
+# A bearer token (or the token behind a web session cookie): shown to its owner once, stored as sha256.
+api_token = Table(
+    "api_token",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("person_id", String(64), ForeignKey("person.id"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("label", String(100), nullable=False),
+    Column("kind", String(16), nullable=False),  # bearer | session
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+# Failed logins inside the throttling window, per (login as typed, client address); old rows are pruned.
+login_failure = Table(
+    "login_failure",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("login", String(64), nullable=False),
+    Column("client_ip", String(64), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Index("ix_login_failure_login_ip_at", "login", "client_ip", "at"),
+    Index("ix_login_failure_ip_at", "client_ip", "at"),
+)
+
+# A file (photo, voice note, PDF) of a case; the bytes live under the attachments directory, not here.
+attachment = Table(
+    "attachment",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("case_id", Integer, ForeignKey("case.id"), nullable=False, index=True),
+    Column("filename", String(200), nullable=False),
+    Column("content_type", String(100), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("storage_key", String(200), nullable=False),  # path relative to the attachments directory
+    Column("uploaded_by", String(64), ForeignKey("person.id"), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)

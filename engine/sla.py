@@ -1,0 +1,847 @@
+"""SLA clocks (ARCHITECTURE §3): one clock per timed step, on the working-day calendar.
+
+A user task with ``sla`` in its BPMN properties gets a clock when it becomes ready: the budget
+(``sla="5WD"``, or the variable named by ``sla_from`` — e.g. ``sla_budget`` from the routing DMN),
+``warn_at`` (a percentage), ``supervise_after`` / ``escalate_after`` (defaults 1WD / 5WD after the
+deadline). The clock stops when the task closes — unless a task created in the same step holds it
+(``sla_holds="<clock key>"``, e.g. the street's extension decision holds the handler's clock), or
+carries the same ``sla_clock`` key. Stopping records the working time consumed and whose unit spent it.
+
+Rungs: warning (黄) → overdue (红) → supervision (督办) → escalation. Each fires once (``*_fired_at``),
+writes an audit event and outbox notifications (the handler's unit, then its leader, then the level
+above), and is delivered to the workflow as the BPMN message ``sla_<rung>`` aimed at the task's own
+boundary events, so the diagram decides what it does. Suspending (挂起) pauses every clock of a case;
+resuming moves every deadline by the paused working time; an approved extension (延期) adds budget.
+
+All instants come from one calendar (``rt.calendar``); a deadline in a year the holiday data does not
+cover is computed on weekends only, marked provisional with the reason, and recomputed by
+``recompute_provisional`` once an overlay for that year is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from sqlalchemy import Connection, Row, bindparam, select, update
+
+from engine import audit, orgs, spiff
+from engine.calendar import Duration, DurationUnit, WorkCalendar, explain, parse_duration
+from engine.errors import Conflict, EngineError, InvalidInput, NotFound
+from engine.runtime import Runtime, Step, step
+from engine.store import fastsql
+from engine.store.models import case, sla_clock
+
+log = logging.getLogger("gridcase.sla")
+
+RUNGS = ("warning", "overdue", "supervise", "escalate")
+DEFAULT_SUPERVISE_AFTER = "1WD"
+DEFAULT_ESCALATE_AFTER = "5WD"
+_PCT = re.compile(r"^(\d{1,2})%$")
+
+
+@dataclass(frozen=True, slots=True)
+class ClockPolicy:
+    """What a task's BPMN properties say about its clock."""
+
+    budget: str
+    warn_pct: int | None
+    supervise_after: str
+    escalate_after: str
+    clock_key: str
+    holds: str | None
+
+
+def policy_for(meta: spiff.TaskMeta, data: Mapping[str, object]) -> ClockPolicy | None:
+    props = meta.properties
+    source = props.get("sla_from")
+    budget = data.get(source) if source else None
+    budget = budget if isinstance(budget, str) and budget else props.get("sla")
+    if not budget:
+        return None
+    pct = _PCT.match(props.get("warn_at", ""))
+    return ClockPolicy(
+        budget=budget,
+        warn_pct=int(pct.group(1)) if pct else None,
+        supervise_after=props.get("supervise_after", DEFAULT_SUPERVISE_AFTER),
+        escalate_after=props.get("escalate_after", DEFAULT_ESCALATE_AFTER),
+        clock_key=props.get("sla_clock", meta.bpmn_id),
+        holds=props.get("sla_holds"),
+    )
+
+
+# --- deadline arithmetic --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    warn_due_at: datetime | None
+    due_at: datetime
+    supervise_at: datetime
+    escalate_at: datetime
+    calendar_version: str
+    provisional: bool
+    reason: str | None
+
+
+def _seconds(duration: Duration, calendar: WorkCalendar) -> tuple[str, int]:
+    if duration.unit is DurationUnit.WORKING_DAYS:
+        from engine.calendar import DEFAULT_HOURS
+
+        return "working", int(duration.working_days * DEFAULT_HOURS.day_length.total_seconds())
+    if duration.unit is DurationUnit.WORKING_HOURS:
+        return "working", int(duration.working_time.total_seconds())
+    if duration.months:
+        raise InvalidInput("sla.months_unsupported", f"an SLA of {duration} is ambiguous; use days", {})
+    return "calendar", int(timedelta(days=duration.days).total_seconds() + duration.clock.total_seconds())
+
+
+def _after(
+    calendar: WorkCalendar, start: datetime, kind: str, seconds: float
+) -> tuple[datetime, bool, str | None]:
+    if kind == "calendar":
+        return start + timedelta(seconds=seconds), False, None
+    minutes = int(seconds // 60)
+    duration = Duration(DurationUnit.WORKING_HOURS, f"{minutes}min", working_time=timedelta(minutes=minutes))
+    deadline = calendar.add(start, duration, provisional_ok=True)
+    return deadline.due_at, deadline.provisional, deadline.reason
+
+
+def paused_seconds(
+    calendar: WorkCalendar, kind: str, pauses: Sequence[Mapping[str, object]], now: datetime
+) -> int:
+    total = 0.0
+    for pause in pauses:
+        start = datetime.fromisoformat(str(pause["from"]))
+        end = datetime.fromisoformat(str(pause["to"])) if pause.get("to") else now
+        if kind == "calendar":
+            total += max(0.0, (end - start).total_seconds())
+        else:
+            total += calendar.working_time_between(start, end, provisional_ok=True).total_seconds()
+    return int(total)
+
+
+def schedule(
+    calendar: WorkCalendar,
+    *,
+    started_at: datetime,
+    kind: str,
+    budget_seconds: int,
+    warn_pct: int | None,
+    paused: int,
+    supervise_after: str,
+    escalate_after: str,
+) -> Schedule:
+    """Every rung instant of a clock, from its start, budget and paused time."""
+    due, provisional, reason = _after(calendar, started_at, kind, budget_seconds + paused)
+    warn = None
+    if warn_pct:
+        warn, p, r = _after(calendar, started_at, kind, budget_seconds * warn_pct / 100 + paused)
+        provisional, reason = provisional or p, reason or r
+    supervise = calendar.add(due, supervise_after, provisional_ok=True)
+    escalate = calendar.add(due, escalate_after, provisional_ok=True)
+    provisional = provisional or supervise.provisional or escalate.provisional
+    reason = reason or supervise.reason or escalate.reason
+    return Schedule(warn, due, supervise.due_at, escalate.due_at, calendar.version, provisional, reason)
+
+
+def _next_rung(values: Mapping[str, object]) -> datetime | None:
+    pending = [
+        values[at]
+        for at, fired in (
+            ("warn_due_at", "warning_fired_at"),
+            ("due_at", "overdue_fired_at"),
+            ("supervise_at", "supervise_fired_at"),
+            ("escalate_at", "escalate_fired_at"),
+        )
+        if values.get(at) is not None and values.get(fired) is None
+    ]
+    instants = [p for p in pending if isinstance(p, datetime)]
+    return min(instants) if instants else None
+
+
+ClockRow = dict[str, Any]  # one sla_clock row as read; only this module looks inside
+
+
+def _clock(row: Row[tuple[object, ...]]) -> ClockRow:
+    return {str(k): v for k, v in row._mapping.items()}
+
+
+# --- clocks inside a step -------------------------------------------------------------------------
+
+
+_OPEN_CLOCKS = select(sla_clock).where(
+    sla_clock.c.case_id == bindparam("k_case"), sla_clock.c.state != "stopped"
+)
+_INSERT_CLOCK = fastsql.Statement(
+    "INSERT INTO sla_clock (case_id, task_id, task_spec, clock_key, org_unit_id, budget, budget_kind,"
+    " budget_seconds, warn_pct, supervise_after, escalate_after, started_at, pauses, extensions, warn_due_at,"
+    " due_at, supervise_at, escalate_at, next_rung_at, state, status, calendar_version, provisional,"
+    " provisional_reason) VALUES (:case_id, :task_id, :task_spec, :clock_key, :org_unit_id, :budget,"
+    " :budget_kind, :budget_seconds, :warn_pct, :supervise_after, :escalate_after, :started_at, :pauses,"
+    " :extensions, :warn_due_at, :due_at, :supervise_at, :escalate_at, :next_rung_at, :state, :status,"
+    " :calendar_version, :provisional, :provisional_reason)",
+    json=frozenset({"pauses", "extensions"}),
+    instants=frozenset(
+        {"started_at", "warn_due_at", "due_at", "supervise_at", "escalate_at", "next_rung_at"}
+    ),
+)
+_STOP_CLOCK = fastsql.Statement(
+    "UPDATE sla_clock SET state = 'stopped', stopped_at = :at, consumed_seconds = :consumed,"
+    " next_rung_at = NULL WHERE id = :id",
+    instants=frozenset({"at"}),
+)
+_HAND_OVER = fastsql.Statement("UPDATE sla_clock SET task_id = :task_id, org_unit_id = :unit WHERE id = :id")
+
+
+@dataclass(slots=True)
+class OpenTask:
+    task_id: str
+    meta: spiff.TaskMeta
+    unit: str | None
+    data: Mapping[str, object] = field(default_factory=dict)
+
+
+def on_tasks_changed(step: Step, *, closed: Sequence[str], created: Sequence[OpenTask]) -> None:
+    """Start, hand over or stop clocks for the tasks a step closed and created (same transaction)."""
+    if not closed and not created:
+        return
+    policies = {t.task_id: policy_for(t.meta, t.data) for t in created}
+    needs_clock = any(policies.values()) or any(t.meta.properties.get("sla_holds") for t in created)
+    if not needs_clock and not closed:
+        return
+    clocks = [_clock(r) for r in step.conn.execute(_OPEN_CLOCKS, {"k_case": step.case_id})] if closed else []
+    inherited: dict[str, set[str]] = {}  # task id -> clock keys handed to it in this step
+    for clock in clocks:
+        if clock["task_id"] not in closed:
+            continue
+        key = clock["clock_key"]
+        heir = next(
+            (
+                t
+                for t in created
+                if key not in inherited.get(t.task_id, set())
+                and key in (t.meta.properties.get("sla_holds"), _key(policies.get(t.task_id)))
+            ),
+            None,
+        )
+        if heir is not None:
+            inherited.setdefault(heir.task_id, set()).add(key)
+            fastsql.execute(
+                step.conn, _HAND_OVER, {"id": clock["id"], "task_id": heir.task_id, "unit": heir.unit}
+            )
+            continue
+        consumed = consumed_seconds(step.rt.calendar, clock, step.now)
+        fastsql.execute(step.conn, _STOP_CLOCK, {"id": clock["id"], "at": step.now, "consumed": consumed})
+    for task in created:
+        policy = policies.get(task.task_id)
+        if policy is not None and policy.clock_key not in inherited.get(task.task_id, set()):
+            _start_clock(step, task, policy)
+
+
+def _key(policy: ClockPolicy | None) -> str | None:
+    return policy.clock_key if policy else None
+
+
+def _start_clock(step: Step, task: OpenTask, policy: ClockPolicy) -> None:
+    calendar = step.rt.calendar
+    kind, seconds = _seconds(parse_duration(policy.budget), calendar)
+    plan = schedule(
+        calendar,
+        started_at=step.now,
+        kind=kind,
+        budget_seconds=seconds,
+        warn_pct=policy.warn_pct,
+        paused=0,
+        supervise_after=policy.supervise_after,
+        escalate_after=policy.escalate_after,
+    )
+    values: ClockRow = {
+        "case_id": step.case_id,
+        "task_id": task.task_id,
+        "task_spec": task.meta.bpmn_id,
+        "clock_key": policy.clock_key,
+        "org_unit_id": task.unit,
+        "budget": policy.budget,
+        "budget_kind": kind,
+        "budget_seconds": seconds,
+        "warn_pct": policy.warn_pct,
+        "supervise_after": policy.supervise_after,
+        "escalate_after": policy.escalate_after,
+        "started_at": step.now,
+        "pauses": [],
+        "extensions": [],
+        "warn_due_at": plan.warn_due_at,
+        "due_at": plan.due_at,
+        "supervise_at": plan.supervise_at,
+        "escalate_at": plan.escalate_at,
+        "state": "running",
+        "status": "on_time",
+        "calendar_version": plan.calendar_version,
+        "provisional": plan.provisional,
+        "provisional_reason": plan.reason,
+    }
+    values["next_rung_at"] = _next_rung(values)
+    fastsql.execute(step.conn, _INSERT_CLOCK, values)
+
+
+def consumed_seconds(calendar: WorkCalendar, clock: Mapping[str, object], now: datetime) -> int:
+    """Budget time used so far: working (or calendar) time since the start, less the pauses."""
+    start = clock["started_at"]
+    assert isinstance(start, datetime)
+    end = clock.get("stopped_at") or now
+    assert isinstance(end, datetime)
+    pauses = clock.get("pauses") or []
+    assert isinstance(pauses, list)
+    if clock["budget_kind"] == "calendar":
+        spent = (end - start).total_seconds()
+    else:
+        spent = calendar.working_time_between(start, end, provisional_ok=True).total_seconds()
+    return max(0, int(spent) - paused_seconds(calendar, str(clock["budget_kind"]), pauses, end))
+
+
+# --- rungs ----------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RungReport:
+    fired: list[tuple[int, str]] = field(default_factory=list)  # (clock id, rung)
+    failed: dict[int, str] = field(default_factory=dict)  # case id -> error code
+
+
+_FIRED_COLUMN = {
+    "warning": "warning_fired_at",
+    "overdue": "overdue_fired_at",
+    "supervise": "supervise_fired_at",
+    "escalate": "escalate_fired_at",
+}
+_RUNG_AT = {
+    "warning": "warn_due_at",
+    "overdue": "due_at",
+    "supervise": "supervise_at",
+    "escalate": "escalate_at",
+}
+_STATUS_AFTER = {"warning": "warning", "overdue": "overdue", "supervise": "overdue", "escalate": "overdue"}
+
+
+def due_rung_cases(rt: Runtime, now: datetime, *, limit: int = 500) -> list[int]:
+    """Cases with a clock whose next rung has come (distinct, earliest first)."""
+    with rt.db.read() as conn:
+        rows = conn.execute(
+            select(sla_clock.c.case_id, sla_clock.c.next_rung_at)
+            .where(sla_clock.c.state == "running", sla_clock.c.next_rung_at <= now)
+            .order_by(sla_clock.c.next_rung_at)
+            .limit(limit)
+        ).all()
+    seen: dict[int, None] = {}
+    for row in rows:
+        seen.setdefault(int(row.case_id))
+    return list(seen)
+
+
+def fire_rungs_of_case(case_id: int, *, rt: Runtime) -> list[tuple[int, str]]:
+    """Fire every due, unfired rung of the case's running clocks, in order, in one step."""
+    fired: list[tuple[int, str]] = []
+    with step(rt, case_id) as current:
+        clocks = [
+            _clock(r)
+            for r in current.conn.execute(
+                select(sla_clock).where(
+                    sla_clock.c.case_id == case_id,
+                    sla_clock.c.state == "running",
+                    sla_clock.c.next_rung_at <= current.now,
+                )
+            )
+        ]
+        for clock in clocks:
+            for rung in RUNGS:
+                at = clock[_RUNG_AT[rung]]
+                if at is None or at > current.now or clock[_FIRED_COLUMN[rung]] is not None:
+                    continue
+                _fire(current, clock, rung)
+                fired.append((int(clock["id"]), rung))
+        if fired:
+            from engine.projection import refresh
+
+            refresh(current, actor="system")
+    return fired
+
+
+def _fire(current: Step, clock: ClockRow, rung: str) -> None:
+    conn, now = current.conn, current.now
+    values = dict(clock)
+    values[_FIRED_COLUMN[rung]] = now
+    conn.execute(
+        update(sla_clock)
+        .where(sla_clock.c.id == clock["id"])
+        .values({_FIRED_COLUMN[rung]: now, "status": _STATUS_AFTER[rung], "next_rung_at": _next_rung(values)})
+    )
+    if rung in ("supervise", "escalate"):
+        current.case_values["priority"] = "urgent"
+    caught = False
+    if clock["task_id"]:
+        payload = {"rung": rung, "task_spec": clock["task_spec"], "due_at": _iso(clock["due_at"])}
+        try:
+            caught = current.instance.send_message(
+                f"sla_{rung}", payload, current.rt.clock, for_task=clock["task_id"]
+            )
+        except NotFound:
+            caught = False
+    audit.record(
+        conn,
+        f"sla.{rung}",
+        at=now,
+        actor_id="system",
+        case_id=current.case_id,
+        task_id=clock["task_id"],
+        before={"status": clock["status"], "due_at": _iso(clock["due_at"])},
+        after={"status": _STATUS_AFTER[rung], "message": f"sla_{rung}", "caught": caught},
+    )
+    _notify(current, clock, f"sla.{rung}", rung)
+
+
+def _notify(current: Step, clock: Mapping[str, object], topic: str, rung: str) -> None:
+    """Outbox rows for the people a rung concerns: the unit's handlers, then its leader, then above."""
+    unit = clock.get("org_unit_id")
+    targets: list[tuple[str, str]] = []
+    task_role = _task_role(current.conn, clock.get("task_id"))
+    if isinstance(unit, str):
+        if task_role:
+            targets.append((task_role, unit))
+        if rung != "warning":
+            targets.append(("leader", unit))
+        if rung in ("supervise", "escalate"):
+            chain = orgs.ancestors(current.conn, unit)
+            above = chain[1] if len(chain) > 1 else None
+            if above is not None:
+                targets.append(("supervisor", above.id))
+            if rung == "escalate":
+                targets.append(("command_centre", chain[-1].id))
+    for role, target in targets:
+        from engine.projection import enqueue
+
+        enqueue(
+            current,
+            topic,
+            {
+                "role": role,
+                "org_unit_id": target,
+                "case_number": current.case.number,
+                "case_title": current.case.title,
+                "task_spec": clock.get("task_spec"),
+                "task_id": clock.get("task_id"),
+                "due_at": _iso(clock.get("due_at")),
+                "rung": rung,
+            },
+        )
+
+
+def _task_role(conn: Connection, task_id: object) -> str | None:
+    if not isinstance(task_id, str):
+        return None
+    from engine.store.models import human_task
+
+    role = conn.execute(select(human_task.c.role).where(human_task.c.id == task_id)).scalar()
+    return str(role) if role else None
+
+
+def _iso(value: object) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else None
+
+
+def fire_due_rungs(*, rt: Runtime, limit: int = 500) -> RungReport:
+    """Fire every rung that has come, case by case; log and carry on past a failing case."""
+    report = RungReport()
+    for case_id in due_rung_cases(rt, rt.now(), limit=limit):
+        try:
+            report.fired.extend(fire_rungs_of_case(case_id, rt=rt))
+        except Conflict as err:
+            if err.code in ("case.closed", "case.suspended"):
+                continue  # a rung of a closed or suspended case does not fire
+            report.failed[case_id] = err.code
+            log.error("SLA rungs of case %s failed: %s", case_id, err)
+        except EngineError as err:
+            report.failed[case_id] = err.code
+            log.error("SLA rungs of case %s failed: %s", case_id, err)
+    return report
+
+
+# --- suspend, resume, extend, remind, supervise ---------------------------------------------------
+
+
+def _case_clocks(conn: Connection, case_id: int, state: str) -> list[ClockRow]:
+    return [
+        _clock(r)
+        for r in conn.execute(
+            select(sla_clock).where(sla_clock.c.case_id == case_id, sla_clock.c.state == state)
+        )
+    ]
+
+
+def suspend_case(
+    case_id: int, *, rt: Runtime, actor: str, reason: str, expected_version: int | None = None
+) -> int:
+    """挂起: stop every running clock of the case (ledger entry with reason and actor); returns how many."""
+    reason = _reason(reason)
+    with step(rt, case_id, expected_version=expected_version) as current:
+        clocks = _case_clocks(current.conn, case_id, "running")
+        for clock in clocks:
+            pauses = [
+                *clock["pauses"],
+                {"from": current.now.isoformat(), "to": None, "reason": reason, "actor": actor},
+            ]
+            current.conn.execute(
+                update(sla_clock)
+                .where(sla_clock.c.id == clock["id"])
+                .values(state="paused", pauses=pauses, next_rung_at=None)
+            )
+        current.case_values["status"] = "suspended"
+        audit.record(
+            current.conn,
+            "case.suspended",
+            at=current.now,
+            actor_id=actor,
+            case_id=case_id,
+            after={"reason": reason, "clocks": len(clocks)},
+        )
+    return len(clocks)
+
+
+def resume_case(case_id: int, *, rt: Runtime, actor: str, expected_version: int | None = None) -> int:
+    """Restart the paused clocks; every deadline moves by the working time the case was suspended."""
+    with step(rt, case_id, expected_version=expected_version, statuses=frozenset({"suspended"})) as current:
+        clocks = _case_clocks(current.conn, case_id, "paused")
+        for clock in clocks:
+            pauses = [
+                {**p, "to": current.now.isoformat()} if p.get("to") is None else p for p in clock["pauses"]
+            ]
+            _reschedule(current, clock, pauses=pauses, extensions=clock["extensions"], state="running")
+        current.case_values["status"] = "open"
+        audit.record(
+            current.conn,
+            "case.resumed",
+            at=current.now,
+            actor_id=actor,
+            case_id=case_id,
+            after={"clocks": len(clocks)},
+        )
+    return len(clocks)
+
+
+def extend_clock(
+    case_id: int,
+    *,
+    rt: Runtime,
+    actor: str,
+    clock_key: str,
+    added: str,
+    reason: str,
+    expected_version: int | None = None,
+) -> datetime:
+    """延期 approved: add ``added`` (e.g. "3WD") to the open clock ``clock_key``; returns the new deadline.
+
+    The budget grows only on approval, and all extensions together may not exceed the original budget.
+    """
+    reason = _reason(reason)
+    with step(rt, case_id, expected_version=expected_version) as current:
+        due = apply_extension(current, clock_key=clock_key, added=added, reason=reason, actor=actor)
+    return due
+
+
+def apply_extension(
+    current: Step, *, clock_key: str, added: str, reason: str, actor: str, held_by: str | None = None
+) -> datetime:
+    """Extend the open clock ``clock_key`` (the one held by task ``held_by`` when several run at once)."""
+    conn = current.conn
+    query = select(sla_clock).where(
+        sla_clock.c.case_id == current.case_id,
+        sla_clock.c.clock_key == clock_key,
+        sla_clock.c.state != "stopped",
+    )
+    if held_by is not None:
+        query = query.where(sla_clock.c.task_id == held_by)
+    clock = conn.execute(query.order_by(sla_clock.c.id)).first()
+    if clock is None:
+        raise Conflict(
+            "sla.no_open_clock", f"no running clock '{clock_key}' to extend", {"clock_key": clock_key}
+        )
+    m = _clock(clock)
+    kind, seconds = _seconds(parse_duration(added), current.rt.calendar)
+    if kind != m["budget_kind"]:
+        raise InvalidInput("sla.extension_unit", f"extend a {m['budget_kind']} budget with the same unit", {})
+    original = _seconds(parse_duration(str(m["budget"])), current.rt.calendar)[1]
+    granted = sum(int(e["seconds"]) for e in m["extensions"])
+    if granted + seconds > original:
+        raise InvalidInput(
+            "sla.extension_cap",
+            f"extensions may add at most the original budget ({m['budget']}) in total",
+            {"fields": {"extension": "exceeds the cap"}},
+        )
+    extensions = [
+        *m["extensions"],
+        {"added": added, "seconds": seconds, "by": actor, "at": current.now.isoformat(), "reason": reason},
+    ]
+    plan = _reschedule(current, m, pauses=m["pauses"], extensions=extensions, state=str(m["state"]))
+    audit.record(
+        conn,
+        "sla.extended",
+        at=current.now,
+        actor_id=actor,
+        case_id=current.case_id,
+        task_id=m["task_id"],
+        before={"due_at": _iso(m["due_at"])},
+        after={"due_at": _iso(plan.due_at), "added": added, "reason": reason},
+    )
+    return plan.due_at
+
+
+def _reschedule(
+    current: Step,
+    clock: Mapping[str, object],
+    *,
+    pauses: list[ClockRow],
+    extensions: list[ClockRow],
+    state: str,
+) -> Schedule:
+    calendar = current.rt.calendar
+    kind = str(clock["budget_kind"])
+    original = _seconds(parse_duration(str(clock["budget"])), calendar)[1]
+    budget = original + sum(int(str(e["seconds"])) for e in extensions)
+    started = clock["started_at"]
+    assert isinstance(started, datetime)
+    plan = schedule(
+        calendar,
+        started_at=started,
+        kind=kind,
+        budget_seconds=budget,
+        warn_pct=clock["warn_pct"] if isinstance(clock["warn_pct"], int) else None,
+        paused=paused_seconds(calendar, kind, pauses, current.now),
+        supervise_after=str(clock["supervise_after"] or DEFAULT_SUPERVISE_AFTER),
+        escalate_after=str(clock["escalate_after"] or DEFAULT_ESCALATE_AFTER),
+    )
+    values: ClockRow = {
+        "pauses": pauses,
+        "extensions": extensions,
+        "budget_seconds": budget,
+        "warn_due_at": plan.warn_due_at,
+        "due_at": plan.due_at,
+        "supervise_at": plan.supervise_at,
+        "escalate_at": plan.escalate_at,
+        "calendar_version": plan.calendar_version,
+        "provisional": plan.provisional,
+        "provisional_reason": plan.reason,
+        "state": state,
+    }
+    fired = {col: clock[col] for col in _FIRED_COLUMN.values()}
+    # A later deadline un-fires nothing that already fired; rungs not yet fired move with it.
+    values["next_rung_at"] = _next_rung({**values, **fired}) if state == "running" else None
+    if clock["overdue_fired_at"] is None:
+        values["status"] = "warning" if clock["warning_fired_at"] is not None else "on_time"
+    current.conn.execute(update(sla_clock).where(sla_clock.c.id == clock["id"]).values(**values))
+    return plan
+
+
+def remind(case_id: int, *, rt: Runtime, actor: str, note: str) -> None:
+    """催办: nudge the current handlers; logged and notified like a rung (no routing change)."""
+    _by_hand(case_id, rt=rt, actor=actor, note=note, action="case.reminder", message=None)
+
+
+def supervise(case_id: int, *, rt: Runtime, actor: str, note: str) -> None:
+    """督办: formal escalation by a supervisor — raises priority, notifies up the chain, and sends the
+    BPMN message ``sla_supervise`` to the open tasks' boundaries (the diagram decides the rest)."""
+    _by_hand(case_id, rt=rt, actor=actor, note=note, action="case.supervision", message="sla_supervise")
+
+
+def _by_hand(case_id: int, *, rt: Runtime, actor: str, note: str, action: str, message: str | None) -> None:
+    note = _reason(note)
+    with step(rt, case_id) as current:
+        clocks = _case_clocks(current.conn, case_id, "running")
+        for clock in clocks:
+            rung = "supervise" if message else "warning"
+            if message and clock["task_id"]:
+                current.instance.send_message(
+                    message, {"by": actor, "note": note}, rt.clock, for_task=clock["task_id"]
+                )
+            _notify(current, clock, action, rung)
+        if message:
+            current.case_values["priority"] = "urgent"
+        from engine.projection import refresh
+
+        refresh(current, actor=actor)
+        audit.record(
+            current.conn,
+            action,
+            at=current.now,
+            actor_id=actor,
+            case_id=case_id,
+            after={"note": note, "clocks": [c["task_spec"] for c in clocks]},
+        )
+
+
+def _reason(text: str) -> str:
+    text = (text or "").strip()
+    if not text or len(text) > 500:
+        raise InvalidInput(
+            "sla.reason_required", "give a reason of 1 to 500 characters", {"fields": {"reason": "required"}}
+        )
+    return text
+
+
+# --- reading and explaining -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClockView:
+    id: int
+    case_id: int
+    task_id: str | None
+    task_spec: str
+    org_unit_id: str | None
+    budget: str
+    state: str
+    status: str
+    started_at: datetime
+    due_at: datetime | None
+    warn_due_at: datetime | None
+    consumed_seconds: int
+    budget_seconds: int
+    provisional: bool
+    provisional_reason: str | None
+    calendar_version: str
+    pauses: list[dict[str, object]]
+    extensions: list[dict[str, object]]
+
+
+def case_clocks(case_id: int, *, rt: Runtime) -> list[ClockView]:
+    with rt.db.read() as conn:
+        rows = conn.execute(
+            select(sla_clock).where(sla_clock.c.case_id == case_id).order_by(sla_clock.c.id)
+        ).all()
+    now = rt.now()
+    return [_view(_clock(r), rt.calendar, now) for r in rows]
+
+
+def _view(m: ClockRow, calendar: WorkCalendar, now: datetime) -> ClockView:
+    consumed = m["consumed_seconds"] if m["state"] == "stopped" else consumed_seconds(calendar, m, now)
+    return ClockView(
+        id=m["id"],
+        case_id=m["case_id"],
+        task_id=m["task_id"],
+        task_spec=m["task_spec"],
+        org_unit_id=m["org_unit_id"],
+        budget=m["budget"],
+        state=m["state"],
+        status=m["status"],
+        started_at=m["started_at"],
+        due_at=m["due_at"],
+        warn_due_at=m["warn_due_at"],
+        consumed_seconds=int(consumed or 0),
+        budget_seconds=m["budget_seconds"],
+        provisional=m["provisional"],
+        provisional_reason=m["provisional_reason"],
+        calendar_version=m["calendar_version"],
+        pauses=list(m["pauses"]),
+        extensions=list(m["extensions"]),
+    )
+
+
+def explain_clock(clock: ClockView, *, calendar: WorkCalendar) -> list[str]:
+    """ "Why is this red?" — the clock's arithmetic in plain lines, from the clock alone."""
+    local = calendar_tz()
+    lines = [
+        f"任务 {clock.task_spec}：时限 {clock.budget}，"
+        f"{clock.started_at.astimezone(local).isoformat()} 开始计时（单位 {clock.org_unit_id or '-'}）",
+    ]
+    for pause in clock.pauses:
+        lines.append(
+            f"挂起 {pause['from']} → {pause.get('to') or '至今'}："
+            f"{pause.get('reason')}（{pause.get('actor')}）"
+        )
+    for ext in clock.extensions:
+        lines.append(f"延期 +{ext['added']}，{ext['by']} 于 {ext['at']} 批准：{ext.get('reason')}")
+    if clock.due_at is not None:
+        deadline = calendar.add(clock.started_at, clock.budget, provisional_ok=True)
+        lines.extend(explain(deadline)[:-1])
+        lines.append(
+            f"截止 {clock.due_at.astimezone(local).isoformat()}；"
+            f"已用 {clock.consumed_seconds // 60} 分钟工作时间，预算 {clock.budget_seconds // 60} 分钟；"
+            f"状态 {clock.status}（{clock.state}）"
+        )
+    if clock.provisional:
+        lines.append(f"暂定：{clock.provisional_reason}")
+    lines.append(f"日历版本 {clock.calendar_version}")
+    return lines
+
+
+def calendar_tz() -> tzinfo:
+    from engine.calendar import DEFAULT_HOURS
+
+    return DEFAULT_HOURS.tz
+
+
+def recompute_provisional(*, rt: Runtime) -> int:
+    """Recompute provisional deadlines that the calendar now covers (after an overlay is loaded)."""
+    rt.calendar.reload()
+    with rt.db.read() as conn:
+        case_ids = sorted(
+            {
+                int(r[0])
+                for r in conn.execute(
+                    select(sla_clock.c.case_id).where(
+                        sla_clock.c.provisional.is_(True), sla_clock.c.state != "stopped"
+                    )
+                )
+            }
+        )
+    changed = 0
+    for case_id in case_ids:
+        with step(rt, case_id, statuses=frozenset({"open", "suspended"})) as current:
+            for clock in current.conn.execute(
+                select(sla_clock).where(sla_clock.c.case_id == case_id, sla_clock.c.provisional.is_(True))
+            ):
+                m = _clock(clock)
+                plan = _reschedule(
+                    current,
+                    m,
+                    pauses=list(m["pauses"]),
+                    extensions=list(m["extensions"]),
+                    state=str(m["state"]),
+                )
+                changed += not plan.provisional
+                audit.record(
+                    current.conn,
+                    "sla.recomputed",
+                    at=current.now,
+                    actor_id="system",
+                    case_id=case_id,
+                    task_id=m["task_id"],
+                    before={"due_at": _iso(m["due_at"])},
+                    after={"due_at": _iso(plan.due_at), "provisional": plan.provisional},
+                )
+    return changed
+
+
+def provisional_clocks(*, rt: Runtime) -> list[ClockView]:
+    """Deadlines computed without holiday data, for supervisors to see."""
+    with rt.db.read() as conn:
+        rows = conn.execute(
+            select(sla_clock).where(sla_clock.c.provisional.is_(True), sla_clock.c.state != "stopped")
+        ).all()
+    return [_view(_clock(r), rt.calendar, rt.now()) for r in rows]
+
+
+def overdue_cases(*, rt: Runtime, limit: int = 200) -> list[tuple[int, str, datetime]]:
+    """Open cases with a running clock past its deadline: (case id, case number, due_at), oldest first."""
+    with rt.db.read() as conn:
+        rows = conn.execute(
+            select(case.c.id, case.c.number, sla_clock.c.due_at)
+            .join(case, case.c.id == sla_clock.c.case_id)
+            .where(sla_clock.c.state == "running", sla_clock.c.due_at < rt.now())
+            .order_by(sla_clock.c.due_at)
+            .limit(limit)
+        ).all()
+    return [(int(r.id), str(r.number), r.due_at) for r in rows]
