@@ -139,6 +139,12 @@ class Step:
     now: datetime
     new_version: int
     case_values: dict[str, object] = field(default_factory=dict)
+    wake_at: datetime | None = None  # earliest new timer or rung instant this step created
+
+    def wake(self, instant: datetime | None) -> None:
+        """Note an instant the scheduler must wake for (told after the step commits)."""
+        if instant is not None and (self.wake_at is None or instant < self.wake_at):
+            self.wake_at = instant
 
     @property
     def case_id(self) -> int:
@@ -222,7 +228,9 @@ def step(
             rt.workflows.put(case_id, row.version + 1, instance)  # type: ignore[arg-type]
             wake = current.case_values.get("next_wake_at")
             if isinstance(wake, datetime) and wake != row.next_wake_at:
-                rt.woke(wake)
+                current.wake(wake)
+            if current.wake_at is not None:
+                rt.woke(current.wake_at)
 
 
 def _save_case(conn: Connection, current: Step) -> None:

@@ -7,6 +7,7 @@ A scenario file::
       "name": "退单后重新派单",
       "process": "work_order",
       "at": "2025-03-03T09:00:00+08:00",                 # optional start instant
+      "cases": [{…like start…}],                          # optional cases opened first (e.g. 并单)
       "start": {"as": "gw_g1", "title": "…", "grid": "g1", "category": "noise",
                 "channel": "hotline_12345", "data": {…}, "variables": {…}},
       "steps": [
@@ -125,6 +126,11 @@ class _Runner:
             load_demo_org(conn, now=self.clock.now(), password_for=lambda _p: "scenario")
         for needed in (process, *PROCESSES_NEEDED.get(process, ())):
             self._deploy(needed)
+        earlier = self.scenario.get("cases") or []
+        if not isinstance(earlier, list):
+            raise ScenarioFailed("'cases' must be a list of cases to open before the scenario's own")
+        for other in earlier:
+            self._start(_mapping(other, "cases[]"), own=False)
         self._start(_mapping(self.scenario.get("start"), "start"))
         steps = self.scenario.get("steps") or []
         if not isinstance(steps, list):
@@ -142,7 +148,7 @@ class _Runner:
         with self.rt.db.write() as conn:
             specs.deploy(conn, validation, actor="owner_1", now=self.clock.now())
 
-    def _start(self, start: Mapping[str, object]) -> None:
+    def _start(self, start: Mapping[str, object], *, own: bool = True) -> None:
         view = cases.start_case(
             str(self.scenario["process"]),
             rt=self.rt,
@@ -155,8 +161,9 @@ class _Runner:
             data=_mapping(start.get("data") or {}, "start.data"),
             variables=_mapping(start.get("variables") or {}, "start.variables"),
         )
-        self.case_id, self.case_number = view.id, view.number
-        self.log.append(f"started {view.number}")
+        if own:
+            self.case_id, self.case_number = view.id, view.number
+        self.log.append(f"started {view.number}" + ("" if own else " (an earlier case)"))
 
     # -- steps
     def _step(self, step: Mapping[str, object]) -> None:

@@ -287,6 +287,7 @@ def _start_clock(step: Step, task: OpenTask, policy: ClockPolicy) -> None:
     }
     values["next_rung_at"] = _next_rung(values)
     fastsql.execute(step.conn, _INSERT_CLOCK, values)
+    step.wake(values["next_rung_at"])
 
 
 def consumed_seconds(calendar: WorkCalendar, clock: Mapping[str, object], now: datetime) -> int:
@@ -639,6 +640,7 @@ def _reschedule(
     fired = {col: clock[col] for col in _FIRED_COLUMN.values()}
     # A later deadline un-fires nothing that already fired; rungs not yet fired move with it.
     values["next_rung_at"] = _next_rung({**values, **fired}) if state == "running" else None
+    current.wake(values["next_rung_at"])
     if clock["overdue_fired_at"] is None:
         values["status"] = "warning" if clock["warning_fired_at"] is not None else "on_time"
     current.conn.execute(update(sla_clock).where(sla_clock.c.id == clock["id"]).values(**values))

@@ -36,14 +36,18 @@ from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScript
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
+from SpiffWorkflow.bpmn.specs.data_spec import TaskDataReference
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _timer_module
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import ThrowingEvent
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask as _UserTaskMixin
 from SpiffWorkflow.bpmn.util import task as _bpmn_task_util
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
 from SpiffWorkflow.camunda.specs.event_definitions import MessageEventDefinition
+from SpiffWorkflow.camunda.specs.multiinstance_task import ParallelMultiInstanceTask as _CamundaParallelMI
+from SpiffWorkflow.camunda.specs.multiinstance_task import SequentialMultiInstanceTask as _CamundaSequentialMI
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util import task as _task_util
@@ -421,6 +425,9 @@ def parse_process(
                 form_key=getattr(form, "key", None) or None,
                 properties={str(k): str(v) for k, v in (task_spec.extensions or {}).items()},
             )
+    for each in [spec, *subprocess_specs.values()]:
+        if each is not None:
+            _settle_spec(each)
     return ParsedProcess(process_id, spec, {k: v for k, v in subprocess_specs.items() if v}, user_tasks)
 
 
@@ -429,7 +436,33 @@ def restore_spec(spec_json: str) -> tuple[BpmnProcessSpec, dict[str, BpmnProcess
     dct = json.loads(spec_json)
     spec = registry.restore(dct["spec"])
     subs = {k: registry.restore(v) for k, v in dct["subprocess_specs"].items()}
+    for each in (spec, *subs.values()):
+        _settle_spec(each)
     return spec, subs
+
+
+_CamundaMultiInstance = (_CamundaParallelMI, _CamundaSequentialMI)
+
+
+def _settle_spec(spec: BpmnProcessSpec) -> None:
+    """Settle what stock 3.2.0 leaves to run time, so every load of a stored spec behaves alike.
+
+    Camunda multi-instance over a collection: input = output collection, fixed at parse time.
+    Stock 3.2.0 sets the input collection only when the task first runs and does not serialize it, so
+    after a save and reload finished instances are appended to the collection instead of written
+    back in place (the list doubles). Setting it on the spec itself makes every load behave alike.
+    """
+    for task_spec in spec.task_specs.values():
+        definition = getattr(task_spec, "event_definition", None)
+        if isinstance(task_spec, ThrowingEvent) and isinstance(definition, MessageEventDefinition):
+            if definition.expression is None:
+                definition.expression = "{}"  # a message thrown without a payload carries an empty one
+        if not isinstance(task_spec, _CamundaMultiInstance):
+            continue
+        if task_spec.cardinality is None and task_spec.data_output is not None:
+            task_spec.data_input = TaskDataReference(task_spec.data_output.bpmn_id)
+            if task_spec.output_item is not None:
+                task_spec.input_item = TaskDataReference(task_spec.output_item.bpmn_id)
 
 
 # --- a running workflow ---------------------------------------------------------------------------

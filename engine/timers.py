@@ -17,7 +17,7 @@ from engine import audit
 from engine.errors import EngineError
 from engine.projection import refresh
 from engine.runtime import Runtime, step
-from engine.store.models import case
+from engine.store.models import case, sla_clock
 
 log = logging.getLogger("gridcase.timers")
 BATCH = 500
@@ -27,6 +27,7 @@ BATCH = 500
 class FireReport:
     fired: list[int] = field(default_factory=list)  # case ids whose timers fired
     failed: dict[int, str] = field(default_factory=dict)  # case id -> error code
+    rungs: int = 0  # SLA rungs fired
 
 
 def due_cases(rt: Runtime, now: datetime, *, limit: int = BATCH) -> list[int]:
@@ -41,14 +42,22 @@ def due_cases(rt: Runtime, now: datetime, *, limit: int = BATCH) -> list[int]:
 
 
 def next_wake_at(rt: Runtime) -> datetime | None:
+    """The earliest instant anything is due: a BPMN timer or an SLA rung."""
     with rt.db.read() as conn:
-        value = conn.execute(
+        timer_due = conn.execute(
             select(case.c.next_wake_at)
             .where(case.c.status == "open", case.c.next_wake_at.is_not(None))
             .order_by(case.c.next_wake_at)
             .limit(1)
         ).scalar()
-    return value
+        rung_due = conn.execute(
+            select(sla_clock.c.next_rung_at)
+            .where(sla_clock.c.state == "running", sla_clock.c.next_rung_at.is_not(None))
+            .order_by(sla_clock.c.next_rung_at)
+            .limit(1)
+        ).scalar()
+    found = [d for d in (timer_due, rung_due) if d is not None]
+    return min(found) if found else None
 
 
 def fire_case(case_id: int, *, rt: Runtime) -> bool:
@@ -73,7 +82,18 @@ def fire_case(case_id: int, *, rt: Runtime) -> bool:
 
 
 def fire_due(*, rt: Runtime, limit: int = BATCH) -> FireReport:
-    """Fire every case whose next wake-up has come; log and continue past a failing case."""
+    """Fire everything that has come: BPMN timers case by case, then SLA rungs (engine.sla)."""
+    report = fire_due_timers(rt=rt, limit=limit)
+    from engine.sla import fire_due_rungs
+
+    rungs = fire_due_rungs(rt=rt, limit=limit)
+    report.rungs = len(rungs.fired)
+    report.failed.update(rungs.failed)
+    return report
+
+
+def fire_due_timers(*, rt: Runtime, limit: int = BATCH) -> FireReport:
+    """Fire every case whose next BPMN timer has come; log and continue past a failing case."""
     report = FireReport()
     for case_id in due_cases(rt, rt.now(), limit=limit):
         try:

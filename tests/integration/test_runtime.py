@@ -13,7 +13,7 @@ from engine import cases, tasks, timers
 from engine.audit import timeline
 from engine.clock import FixedClock
 from engine.errors import Conflict, InvalidInput, PermissionDenied, ScriptError
-from engine.runtime import Runtime
+from engine.runtime import Runtime, SpecCache
 from engine.store.db import Database
 from engine.store.models import audit_event, case, human_task, timer, workflow_state, workflow_task
 from tests.conftest import deploy_folder
@@ -282,3 +282,24 @@ def test_new_cases_start_on_the_latest_version_and_running_cases_stay_pinned(
     [handle] = ready(timed, running.id)
     tasks.complete_task(handle.id, rt=timed, actor="gw_g1", data={"mode": "done"})
     assert cases.get_case(running.id, rt=timed).spec_version_id == running.spec_version_id
+
+
+def test_joint_handling_assigns_each_department_and_a_reload_never_doubles_the_collection(rt: Runtime) -> None:
+    deploy_folder(rt, FIXTURES / "joint", FIXTURES / "forms")
+    departments = ["dept_urban", "dept_fire", "dept_police"]
+    started = cases.start_case("joint", rt=rt, actor="cc_1", title="联合执法", kind="demo", grid_id="g1",
+                               variables={"departments": departments})
+    handles = ready(rt, started.id)
+    assert sorted(t.org_unit_id or "" for t in handles) == sorted(departments)
+    for task in handles:
+        rt.workflows.clear()  # every instance completes on a freshly loaded workflow and spec (a restart)
+        rt.specs = SpecCache()
+        person = {"dept_urban": "dept_urban_1", "dept_fire": "dept_fire_1", "dept_police": "dept_police_1"}
+        tasks.complete_task(task.id, rt=rt, actor=person[str(task.org_unit_id)], data={"note": "到场"})
+    assert cases.get_case(started.id, rt=rt).status == "completed"
+    with rt.db.read() as conn:
+        from engine.runtime import load_instance
+
+        entry = rt.specs.get(conn, started.spec_version_id)
+        rt.workflows.clear()
+        assert load_instance(rt, conn, entry, started.id).data()["departments"] == departments

@@ -91,3 +91,26 @@ def test_saving_writes_only_changed_tasks_and_loading_the_rows_restores_the_same
     [ready] = instance.ready_user_tasks()
     assert ready.task_spec == "handle"
     assert ready.data["result"] == "第38次" and ready.data["grid_id"] == "g1"
+
+
+def test_a_message_thrown_without_a_payload_expression_carries_an_empty_payload() -> None:
+    xml = b"""<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="t">
+  <bpmn:message id="m" name="start_work_order" />
+  <bpmn:process id="p" isExecutable="true">
+    <bpmn:startEvent id="s"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:intermediateThrowEvent id="throw"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:messageEventDefinition id="throw_def" messageRef="m" />
+    </bpmn:intermediateThrowEvent>
+    <bpmn:endEvent id="e"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="throw" />
+    <bpmn:sequenceFlow id="f2" sourceRef="throw" targetRef="e" />
+  </bpmn:process>
+</bpmn:definitions>"""
+    validation = specs.validate({"p.bpmn": xml}, forms_dir=None, sandbox=Sandbox())
+    assert validation.ok, [str(p) for p in validation.problems]
+    parsed = validation.processes["p"]
+    spec, subs = spiff.restore_spec(parsed.serialize_spec())
+    instance = spiff.Instance.start(spec, subs, Sandbox(), {}, CLOCK)
+    assert instance.outgoing_events() == [("start_work_order", {})]
+    assert instance.completed
