@@ -292,6 +292,86 @@ def case_show(ctx: Ctx, reference: str) -> None:
                 )
 
 
+def _case_action(name: str, doc: str) -> None:
+    @case_group.command(name)
+    @click.argument("reference")
+    @click.option("--as", "actor", required=True)
+    @click.option("--reason", "--note", "text", default="", help="reason (挂起) or note (催办/督办).")
+    @pass_ctx
+    def command(ctx: Ctx, reference: str, actor: str, text: str) -> None:
+        from engine import sla
+
+        with reported():
+            view = cases.find_case(reference, rt=ctx.rt)
+            if name == "suspend":
+                count = sla.suspend_case(view.id, rt=ctx.rt, actor=actor, reason=text)
+                click.echo(f"{view.number} suspended; {count} clock(s) paused")
+            elif name == "resume":
+                count = sla.resume_case(view.id, rt=ctx.rt, actor=actor)
+                click.echo(f"{view.number} resumed; {count} clock(s) running again")
+            elif name == "remind":
+                sla.remind(view.id, rt=ctx.rt, actor=actor, note=text)
+                click.echo(f"reminder sent for {view.number}")
+            else:
+                sla.supervise(view.id, rt=ctx.rt, actor=actor, note=text)
+                click.echo(f"{view.number} under supervision (督办)")
+
+    command.__doc__ = doc
+
+
+_case_action("suspend", "挂起: pause every SLA clock of the case (needs --reason).")
+_case_action("resume", "Resume a suspended case; deadlines move by the paused working time.")
+_case_action("remind", "催办: remind the current handlers (needs --note).")
+_case_action("supervise", "督办: supervise the case — raises priority, notifies up the chain (needs --note).")
+
+
+@case_group.command("clocks")
+@click.argument("reference")
+@pass_ctx
+def case_clocks(ctx: Ctx, reference: str) -> None:
+    """The case's SLA clocks, each explained ("why is this red?")."""
+    from engine import sla
+
+    with reported():
+        view = cases.find_case(reference, rt=ctx.rt)
+        for clock in sla.case_clocks(view.id, rt=ctx.rt):
+            click.echo(f"[{clock.status}/{clock.state}] {clock.task_spec}")
+            for line in sla.explain_clock(clock, calendar=ctx.rt.calendar):
+                click.echo(f"  {line}")
+
+
+@main.group("sla")
+def sla_group() -> None:
+    """Supervisors' views of deadlines."""
+
+
+@sla_group.command("overdue")
+@pass_ctx
+def sla_overdue(ctx: Ctx) -> None:
+    """Open cases past a deadline, oldest first."""
+    from engine import sla
+
+    with reported():
+        rows = sla.overdue_cases(rt=ctx.rt)
+        for _, number, due in rows:
+            click.echo(f"{number}  due {due.astimezone(SHANGHAI):%Y-%m-%d %H:%M}")
+        click.echo(f"{len(rows)} overdue")
+
+
+@sla_group.command("provisional")
+@pass_ctx
+def sla_provisional(ctx: Ctx) -> None:
+    """Deadlines computed without holiday data (weekends only), with the reason."""
+    from engine import sla
+
+    with reported():
+        clocks = sla.provisional_clocks(rt=ctx.rt)
+        for clock in clocks:
+            due = clock.due_at.astimezone(SHANGHAI).isoformat() if clock.due_at else "-"
+            click.echo(f"case {clock.case_id} {clock.task_spec} due {due}: {clock.provisional_reason}")
+        click.echo(f"{len(clocks)} provisional")
+
+
 @main.group("task")
 def task_group() -> None:
     """Work lists and task actions."""
@@ -362,8 +442,10 @@ def scenarios_command(paths: tuple[Path, ...], verbose: bool) -> None:
     for file in files:
         outcome = run_file(file, workflows_dir=config.workflows_dir, forms_dir=config.forms_dir)
         mark = "PASS" if outcome.passed else "FAIL"
-        click.echo(f"{mark}  {file.parent.parent.name}/{file.stem}: {outcome.name}"
-                   + ("" if outcome.passed else f" — {outcome.message}"))
+        click.echo(
+            f"{mark}  {file.parent.parent.name}/{file.stem}: {outcome.name}"
+            + ("" if outcome.passed else f" — {outcome.message}")
+        )
         if verbose or not outcome.passed:
             for line in outcome.log:
                 click.echo(f"        {line}")
@@ -382,7 +464,10 @@ def fire_due_command(ctx: Ctx) -> None:
     """Fire every BPMN timer that is due now, once."""
     with reported():
         report = timers.fire_due(rt=ctx.rt)
-        click.echo(f"fired {len(report.fired)} case(s); {len(report.failed)} failed")
+        click.echo(
+            f"fired timers of {len(report.fired)} case(s) and {report.rungs} SLA rung(s); "
+            f"{len(report.failed)} failed"
+        )
         for case_id, code in report.failed.items():
             click.echo(f"  case {case_id}: {code}", err=True)
         if report.failed:
@@ -392,6 +477,17 @@ def fire_due_command(ctx: Ctx) -> None:
 @main.group("calendar")
 def calendar_group() -> None:
     """Working-day calendar (Chinese holidays and make-up workdays)."""
+
+
+@calendar_group.command("reload")
+@pass_ctx
+def calendar_reload(ctx: Ctx) -> None:
+    """Re-read the overlay files and recompute provisional deadlines the calendar now covers."""
+    from engine import sla
+
+    with reported():
+        changed = sla.recompute_provisional(rt=ctx.rt)
+        click.echo(f"calendar {ctx.rt.calendar.version}; {changed} provisional deadline(s) now final")
 
 
 @calendar_group.command("add")
