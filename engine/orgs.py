@@ -39,7 +39,6 @@ from sqlalchemy import (
     Connection,
     Select,
     String,
-    and_,
     bindparam,
     case,
     false,
@@ -49,6 +48,7 @@ from sqlalchemy import (
 )
 
 from engine.errors import Conflict, InvalidInput, NotFound
+from engine.store import fastsql
 from engine.store.models import membership, org_unit, person
 
 __all__ = [
@@ -415,34 +415,20 @@ def may_act(conn: Connection, *, person_id: str, role: str, org_unit_id: str) ->
     Yes if the person is active and holds ``role`` in that unit, or holds ``supervisor`` in that unit or
     an ancestor of it (takeover by a supervisor of the subtree). One query.
     """
-    row = conn.execute(_MAY_ACT, {"m_person": person_id, "m_role": role, "m_unit": org_unit_id}).first()
-    return row is not None
+    params = {"person": person_id, "role": role, "unit": org_unit_id}
+    return bool(fastsql.fetch(conn, _MAY_ACT, params))
 
 
-def _may_act_statement() -> Select[tuple[int]]:
-    task_path = select(org_unit.c.path).where(org_unit.c.id == bindparam("m_unit")).scalar_subquery()
-    return (
-        select(membership.c.id)
-        .select_from(
-            membership.join(person, person.c.id == membership.c.person_id).join(
-                org_unit, org_unit.c.id == membership.c.org_unit_id
-            )
-        )
-        .where(
-            membership.c.person_id == bindparam("m_person"),
-            person.c.active.is_(True),
-            or_(
-                and_(
-                    membership.c.role == bindparam("m_role"), membership.c.org_unit_id == bindparam("m_unit")
-                ),
-                and_(membership.c.role == "supervisor", _is_prefix(org_unit.c.path, task_path)),
-            ),
-        )
-        .limit(1)
-    )
-
-
-_MAY_ACT = _may_act_statement()  # built once: may_act runs on every task action
+# Runs on every task action, so it is prepared SQL (portable: SQLite and PostgreSQL).
+_MAY_ACT = fastsql.Statement(
+    "SELECT m.id FROM membership m JOIN person p ON p.id = m.person_id"
+    " JOIN org_unit u ON u.id = m.org_unit_id"
+    " WHERE m.person_id = :person AND p.active AND ("
+    "   (m.role = :role AND m.org_unit_id = :unit)"
+    "   OR (m.role = 'supervisor'"
+    "       AND substr((SELECT t.path FROM org_unit t WHERE t.id = :unit), 1, length(u.path)) = u.path)"
+    ") LIMIT 1"
+)
 
 
 # ----------------------------------------------------------------------------------------------- scopes

@@ -12,7 +12,7 @@ from engine import audit, orgs, sla
 from engine.runtime import Step
 from engine.specs import lane_role
 from engine.store import fastsql
-from engine.store.models import human_task, timer
+from engine.store.models import timer
 
 # The task data variable that names the org unit of a task, by role (set by dispatch / multi-instance).
 UNIT_VARIABLES = {"department": ("department", "lead_department")}
@@ -54,9 +54,7 @@ def _refresh_case_fields(step: Step) -> None:
             step.case_values[name] = value
 
 
-_OPEN_TASKS = select(human_task.c.id).where(
-    human_task.c.case_id == bindparam("o_case"), human_task.c.state == "ready"
-)
+_OPEN_TASKS = fastsql.Statement("SELECT id FROM human_task WHERE case_id = :case_id AND state = 'ready'")
 _CLOSE_TASK = fastsql.Statement(
     "UPDATE human_task SET state = :c_state, completed_at = :c_at, completed_by = :c_by WHERE id = :c_id",
     instants=frozenset({"c_at"}),
@@ -81,7 +79,7 @@ _DELETE_TIMERS = delete(timer).where(timer.c.case_id == bindparam("t_case"))
 
 def _refresh_tasks(step: Step, *, completed_task: str | None, actor: str | None) -> TaskChange:
     conn, now = step.conn, step.now
-    open_rows = {r[0] for r in conn.execute(_OPEN_TASKS, {"o_case": step.case_id})}
+    open_rows = {str(r[0]) for r in fastsql.fetch(conn, _OPEN_TASKS, {"case_id": step.case_id})}
     ready = {t.task_id: t for t in step.instance.ready_user_tasks()}
     closed = [tid for tid in open_rows if tid not in ready]
     for tid in closed:

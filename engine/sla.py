@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, select, update
+from sqlalchemy import Connection, Row, select, update
 
 from engine import audit, orgs, spiff
 from engine.calendar import Duration, DurationUnit, WorkCalendar, explain, parse_duration
@@ -174,8 +174,8 @@ def _clock(row: Row[tuple[object, ...]]) -> ClockRow:
 # --- clocks inside a step -------------------------------------------------------------------------
 
 
-_OPEN_CLOCKS = select(sla_clock).where(
-    sla_clock.c.case_id == bindparam("k_case"), sla_clock.c.state != "stopped"
+_OPEN_CLOCKS = fastsql.Statement(
+    "SELECT id, task_id, clock_key FROM sla_clock WHERE case_id = :case_id AND state <> 'stopped'"
 )
 _INSERT_CLOCK = fastsql.Statement(
     "INSERT INTO sla_clock (case_id, task_id, task_spec, clock_key, org_unit_id, budget, budget_kind,"
@@ -190,9 +190,12 @@ _INSERT_CLOCK = fastsql.Statement(
         {"started_at", "warn_due_at", "due_at", "supervise_at", "escalate_at", "next_rung_at"}
     ),
 )
+# Stopping records when; the time consumed is derived on reading (start, stop and pauses are all
+# stored), and "on time" is simply stopped_at <= due_at, since due_at already carries pauses and
+# approved extensions.
 _STOP_CLOCK = fastsql.Statement(
-    "UPDATE sla_clock SET state = 'stopped', stopped_at = :at, consumed_seconds = :consumed,"
-    " next_rung_at = NULL WHERE id = :id",
+    "UPDATE sla_clock SET state = 'stopped', stopped_at = :at, next_rung_at = NULL,"
+    " status = CASE WHEN due_at < :at THEN 'overdue' ELSE status END WHERE id = :id",
     instants=frozenset({"at"}),
 )
 _HAND_OVER = fastsql.Statement("UPDATE sla_clock SET task_id = :task_id, org_unit_id = :unit WHERE id = :id")
@@ -214,12 +217,19 @@ def on_tasks_changed(step: Step, *, closed: Sequence[str], created: Sequence[Ope
     needs_clock = any(policies.values()) or any(t.meta.properties.get("sla_holds") for t in created)
     if not needs_clock and not closed:
         return
-    clocks = [_clock(r) for r in step.conn.execute(_OPEN_CLOCKS, {"k_case": step.case_id})] if closed else []
+    clocks = (
+        [
+            {"id": r[0], "task_id": r[1], "clock_key": r[2]}
+            for r in fastsql.fetch(step.conn, _OPEN_CLOCKS, {"case_id": step.case_id})
+        ]
+        if closed
+        else []
+    )
     inherited: dict[str, set[str]] = {}  # task id -> clock keys handed to it in this step
     for clock in clocks:
         if clock["task_id"] not in closed:
             continue
-        key = clock["clock_key"]
+        key = str(clock["clock_key"])
         heir = next(
             (
                 t
@@ -235,8 +245,7 @@ def on_tasks_changed(step: Step, *, closed: Sequence[str], created: Sequence[Ope
                 step.conn, _HAND_OVER, {"id": clock["id"], "task_id": heir.task_id, "unit": heir.unit}
             )
             continue
-        consumed = consumed_seconds(step.rt.calendar, clock, step.now)
-        fastsql.execute(step.conn, _STOP_CLOCK, {"id": clock["id"], "at": step.now, "consumed": consumed})
+        fastsql.execute(step.conn, _STOP_CLOCK, {"id": clock["id"], "at": step.now})
     for task in created:
         policy = policies.get(task.task_id)
         if policy is not None and policy.clock_key not in inherited.get(task.task_id, set()):
@@ -728,7 +737,9 @@ def case_clocks(case_id: int, *, rt: Runtime) -> list[ClockView]:
 
 
 def _view(m: ClockRow, calendar: WorkCalendar, now: datetime) -> ClockView:
-    consumed = m["consumed_seconds"] if m["state"] == "stopped" else consumed_seconds(calendar, m, now)
+    consumed = m["consumed_seconds"]
+    if consumed is None:
+        consumed = consumed_seconds(calendar, m, now)
     return ClockView(
         id=m["id"],
         case_id=m["case_id"],

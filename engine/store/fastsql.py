@@ -1,4 +1,4 @@
-"""The step path's writes as prepared SQL run on the transaction's own DBAPI cursor.
+"""The step path's writes (and a few narrow reads) as prepared SQL on the transaction's DBAPI cursor.
 
 A step writes the same seven rows every time (human task, outbox, audit, workflow state, task rows,
 case version). Through SQLAlchemy Core each of those costs ~40 µs of Python before SQLite sees it,
@@ -58,6 +58,18 @@ def execute(
         else:
             cursor.executemany(sql, [_adapt(statement, p, is_pg) for p in params])
         return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
+
+def fetch(conn: Connection, statement: Statement, params: Mapping[str, object]) -> list[tuple[object, ...]]:
+    """Run a query whose columns need no conversion (ids, strings, numbers) and return its rows."""
+    is_pg = conn.dialect.name == "postgresql"
+    sql = _PG_SQL.setdefault(statement.sql, statement.postgresql) if is_pg else statement.sql
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, _adapt(statement, params, is_pg))
+        return [tuple(row) for row in cursor.fetchall()]
     finally:
         cursor.close()
 
