@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Row, insert, select, update
 from engine import audit, orgs, specs, spiff
 from engine.errors import InvalidInput, NotFound
 from engine.projection import refresh
-from engine.runtime import Runtime, Step, save_instance
+from engine.runtime import Runtime, Step, lock_case, save_instance
 from engine.store.models import case, human_task
 
 KINDS = {"work_order": "WO", "dispute": "DS", "grid_event": "GE", "demo": "DM"}
@@ -168,7 +168,7 @@ def open_case(
     assert inserted is not None
     case_id = int(inserted[0])
     number = f"{KINDS[request.kind]}{now:%Y%m%d}{case_id:06d}"
-    row = conn.execute(select(case).where(case.c.id == case_id)).one()
+    row = lock_case(conn, case_id)
     step = Step(rt, conn, row, entry, instance, now, 1)
     save_instance(conn, case_id, instance, now)
     refresh(step, actor=actor)

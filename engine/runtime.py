@@ -17,11 +17,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
-from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from engine import spiff
 from engine.calendar import WorkCalendar
@@ -30,7 +31,7 @@ from engine.errors import Conflict, NotFound
 from engine.sandbox import Sandbox
 from engine.store import fastsql
 from engine.store.db import Database
-from engine.store.models import case, human_task, spec_version, workflow_state, workflow_task
+from engine.store.models import case, spec_version, workflow_state, workflow_task
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,7 @@ class Step:
 
     rt: Runtime
     conn: Connection
-    case: Row[tuple[object, ...]]
+    case: CaseRow
     spec: SpecEntry
     instance: spiff.Instance
     now: datetime
@@ -153,11 +154,19 @@ class Step:
 
 # Statements on the step path are built once; each call only binds values (ARCHITECTURE §2: a step's
 # own cost must stay small next to the engine's).
-_LOCK = select(case).where(case.c.id == bindparam("case_id"))
-_LOCK_FOR_UPDATE = _LOCK.with_for_update()
-_CASE_OF_TASK = select(human_task.c.case_id).where(human_task.c.id == bindparam("task_id"))
-_LOCK_BY_TASK = select(case).where(case.c.id == _CASE_OF_TASK.scalar_subquery())
-_LOCK_BY_TASK_FOR_UPDATE = _LOCK_BY_TASK.with_for_update(of=case)
+_CASE_INSTANTS = frozenset({"next_wake_at", "created_at", "updated_at", "closed_at"})
+_LOCK = fastsql.Statement(
+    'SELECT * FROM "case" WHERE id = :case_id',
+    result_json=frozenset({"data"}),
+    result_instants=_CASE_INSTANTS,
+)
+_LOCK_FOR_UPDATE = replace(_LOCK, sql=_LOCK.sql + " FOR UPDATE")
+_LOCK_BY_TASK = fastsql.Statement(
+    'SELECT * FROM "case" WHERE id = (SELECT case_id FROM human_task WHERE id = :task_id)',
+    result_json=frozenset({"data"}),
+    result_instants=_CASE_INSTANTS,
+)
+_LOCK_BY_TASK_FOR_UPDATE = replace(_LOCK_BY_TASK, sql=_LOCK_BY_TASK.sql + " FOR UPDATE")
 _BUMP = fastsql.Statement(
     'UPDATE "case" SET version = :b_version, updated_at = :b_now, next_wake_at = :b_wake'
     " WHERE id = :b_case_id",
@@ -165,21 +174,27 @@ _BUMP = fastsql.Statement(
 )
 
 
-def lock_case(conn: Connection, case_id: int) -> Row[tuple[object, ...]]:
+class CaseRow(SimpleNamespace):
+    """The locked case row, read with attribute access (``row.version``, ``row.next_wake_at`` …)."""
+
+
+def lock_case(conn: Connection, case_id: int) -> CaseRow:
+    """Lock the case row for this transaction: ``FOR UPDATE`` on PostgreSQL; on SQLite the write
+    transaction's ``BEGIN IMMEDIATE`` already excludes every other writer."""
     query = _LOCK_FOR_UPDATE if conn.dialect.name == "postgresql" else _LOCK
-    row = conn.execute(query, {"case_id": case_id}).first()
-    if row is None:
+    rows = fastsql.fetch_mappings(conn, query, {"case_id": case_id})
+    if not rows:
         raise NotFound("case.not_found", f"case {case_id} does not exist", {"case_id": case_id})
-    return row
+    return CaseRow(**rows[0])
 
 
-def lock_case_of_task(conn: Connection, task_id: str) -> Row[tuple[object, ...]]:
+def lock_case_of_task(conn: Connection, task_id: str) -> CaseRow:
     """Lock the case a human task belongs to (one statement)."""
     query = _LOCK_BY_TASK_FOR_UPDATE if conn.dialect.name == "postgresql" else _LOCK_BY_TASK
-    row = conn.execute(query, {"task_id": task_id}).first()
-    if row is None:
+    rows = fastsql.fetch_mappings(conn, query, {"task_id": task_id})
+    if not rows:
         raise NotFound("task.not_found", f"no task {task_id}", {"task_id": task_id})
-    return row
+    return CaseRow(**rows[0])
 
 
 @contextmanager

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, RowMapping, and_, bindparam, or_, select
+from sqlalchemy import Connection, Row, and_, or_, select
 
 from engine import audit, orgs, sla
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -21,6 +22,7 @@ from engine.store import fastsql
 from engine.store.models import case, human_task, membership
 
 SYSTEM_ACTOR = "system"
+TaskRow = Mapping[str, object]  # one human_task row as read inside a step
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +139,7 @@ def case_tasks(case_id: int, *, rt: Runtime) -> list[TaskView]:
     return [_view(r) for r in rows]
 
 
-def _check_actor(conn: Connection, m: RowMapping, actor: str) -> None:
+def _check_actor(conn: Connection, m: TaskRow, actor: str) -> None:
     if m["state"] != "ready":
         code = "task.already_completed" if m["state"] == "completed" else "task.not_ready"
         raise Conflict(code, f"task '{m['name']}' is {m['state']}", {"task_id": m["id"], "state": m["state"]})
@@ -205,7 +207,7 @@ def complete_task(
     return view
 
 
-def _approve_extension(current: Step, task: RowMapping, data: Mapping[str, object], actor: str) -> None:
+def _approve_extension(current: Step, task: TaskRow, data: Mapping[str, object], actor: str) -> None:
     """A task with ``sla_extends="<clock>"`` decides 延期. It approves when its approval field
     (property ``sla_approval_field``, default ``decision``) is ``approve``; the extension field
     (``sla_extension_field``, default ``extension``) gives the added budget: "3WD", "4WH", or a whole
@@ -283,20 +285,22 @@ def _full_id(rt: Runtime, reference: str) -> str:
         return resolve_task_id(conn, reference)
 
 
-_TASK_ROW = select(human_task).where(human_task.c.id == bindparam("task_id"))
+_TASK_ROW = fastsql.Statement(
+    "SELECT * FROM human_task WHERE id = :task_id", result_instants=frozenset({"created_at", "completed_at"})
+)
 _ASSIGN = fastsql.Statement("UPDATE human_task SET assignee_id = :a_assignee WHERE id = :a_id")
 
 
-def _step_row(current: Step, task_id: str) -> RowMapping:
-    row = current.conn.execute(_TASK_ROW, {"task_id": task_id}).first()
-    if row is None:
+def _step_row(current: Step, task_id: str) -> TaskRow:
+    rows = fastsql.fetch_mappings(current.conn, _TASK_ROW, {"task_id": task_id})
+    if not rows:
         raise NotFound("task.not_found", f"no task {task_id}", {"task_id": task_id})
-    return row._mapping
+    return rows[0]
 
 
-def _step_view(current: Step, task: RowMapping, **changes: object) -> TaskView:
+def _step_view(current: Step, task: TaskRow, **changes: object) -> TaskView:
     """The task as the step leaves it, built from rows the step already read."""
-    fields = {name: task[name] for name in TaskView.__dataclass_fields__ if name in task}
+    fields: dict[str, Any] = {name: task[name] for name in TaskView.__dataclass_fields__ if name in task}
     fields.update(
         case_number=current.case.number,
         case_title=current.case.title,

@@ -31,6 +31,8 @@ class Statement:
     sql: str
     json: frozenset[str] = field(default_factory=frozenset)
     instants: frozenset[str] = field(default_factory=frozenset)
+    result_json: frozenset[str] = field(default_factory=frozenset)  # columns to read back as JSON
+    result_instants: frozenset[str] = field(default_factory=frozenset)  # columns to read as aware UTC
 
     @property
     def postgresql(self) -> str:
@@ -72,6 +74,36 @@ def fetch(conn: Connection, statement: Statement, params: Mapping[str, object]) 
         return [tuple(row) for row in cursor.fetchall()]
     finally:
         cursor.close()
+
+
+def fetch_mappings(
+    conn: Connection, statement: Statement, params: Mapping[str, object]
+) -> list[dict[str, object]]:
+    """Run a query and return its rows as dicts, with instants and JSON read back as Core would."""
+    is_pg = conn.dialect.name == "postgresql"
+    sql = _PG_SQL.setdefault(statement.sql, statement.postgresql) if is_pg else statement.sql
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, _adapt(statement, params, is_pg))
+        names = [d[0] for d in cursor.description]
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    out = []
+    for row in rows:
+        item = dict(zip(names, row, strict=True))
+        for name in statement.result_instants:
+            value = item.get(name)
+            if isinstance(value, str):
+                value = datetime.fromisoformat(value)
+            if isinstance(value, datetime):
+                item[name] = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        for name in statement.result_json:
+            value = item.get(name)
+            if not is_pg and isinstance(value, str | bytes):  # psycopg already decodes json columns
+                item[name] = json.loads(value)
+        out.append(item)
+    return out
 
 
 def _adapt(statement: Statement, params: Mapping[str, object], is_pg: bool) -> dict[str, object]:

@@ -1,0 +1,248 @@
+"""Case work as an authenticated caller does it: intake (点单) with idempotency, task reads and actions,
+and BPMN messages sent by supervisors — each checked against the caller's scope before the step runs.
+
+Owns no table. The steps themselves are ``engine.cases`` / ``engine.tasks`` / ``engine.events`` (which
+check ``orgs.may_act`` inside the locked step); this module adds what an outside caller needs first: the
+case or task must be *visible* to them (``engine.access``), otherwise it does not exist for them
+(``task.not_found`` / ``case.not_found``, never a 403 that would confirm the id). Must not import flask,
+api or celery.
+
+Intake. A caller may report a case into a grid covered by one of their ``INTAKE_ROLES`` grants (a
+resident into their own grid, a grid worker into theirs, the command centre's hotline anywhere in the
+district). An idempotency key is scoped to the caller: it is stored as ``sha256(person, key)``, so two
+people cannot collide, nor learn each other's cases by guessing keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import IntegrityError
+
+from engine import access, cases, events, orgs, tasks
+from engine.errors import InvalidInput, NotFound, PermissionDenied
+from engine.runtime import Runtime
+from engine.store.models import case, human_task, org_unit, spec_version
+
+__all__ = [
+    "CHANNELS",
+    "INTAKE_ROLES",
+    "MESSAGE_ROLES",
+    "Intake",
+    "TaskDetail",
+    "claim",
+    "complete",
+    "my_tasks",
+    "report_case",
+    "send_message",
+    "task_detail",
+    "unclaim",
+]
+
+INTAKE_ROLES = frozenset(
+    {"resident", "grid_worker", "grid_leader", "community", "street", "command_centre", "supervisor"}
+)
+MESSAGE_ROLES = frozenset({"supervisor", "command_centre"})
+CHANNELS = ("hotline_12345", "wechat", "web", "grid_patrol", "talk_point", "walk_in")
+GRID_KINDS = ("grid", "micro_grid", "special_grid")
+KIND_BY_PROCESS = {"mediation": "dispute", "grid_event": "grid_event", "demo": "demo"}
+_MESSAGE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """A reported case as it arrives from any channel."""
+
+    process_id: str
+    title: str
+    grid_id: str
+    channel: str
+    category: str | None = None
+    kind: str | None = None
+    data: Mapping[str, object] = field(default_factory=dict)
+
+
+def _key_hash(person_id: str, key: str) -> str:
+    return hashlib.sha256(f"{person_id}\0{key}".encode()).hexdigest()
+
+
+def _check_intake(conn: Connection, who: access.Principal, intake: Intake) -> None:
+    if intake.channel not in CHANNELS:
+        raise InvalidInput(
+            "case.unknown_channel", f"unknown channel {intake.channel!r}", {"known": list(CHANNELS)}
+        )
+    grid = conn.execute(
+        select(org_unit.c.path, org_unit.c.kind).where(org_unit.c.id == intake.grid_id)
+    ).first()
+    if grid is None or grid.kind not in GRID_KINDS:
+        raise InvalidInput(
+            "case.unknown_grid", f"no grid {intake.grid_id!r}", {"fields": {"grid_id": "unknown grid"}}
+        )
+    if not who.covers(grid.path, INTAKE_ROLES):
+        raise PermissionDenied(
+            "case.report_forbidden",
+            "you may report cases only into grids of your own units",
+            {"grid_id": intake.grid_id},
+        )
+    deployed = conn.execute(
+        select(func.count()).select_from(spec_version).where(spec_version.c.process_id == intake.process_id)
+    ).scalar_one()
+    if not deployed:
+        raise InvalidInput(
+            "case.unknown_process",
+            f"process {intake.process_id!r} is not deployed",
+            {"fields": {"process_id": "not deployed"}},
+        )
+
+
+def _replayed(rt: Runtime, key_hash: str) -> cases.CaseView | None:
+    with rt.db.read() as conn:
+        found = conn.execute(select(case.c.id).where(case.c.idempotency_key == key_hash)).scalar()
+    return None if found is None else cases.get_case(int(found), rt=rt)
+
+
+def report_case(
+    who: access.Principal, intake: Intake, *, rt: Runtime, idempotency_key: str | None = None
+) -> tuple[cases.CaseView, bool]:
+    """Open a case for ``who``; returns (case, replayed). A repeated idempotency key returns the first
+    case and ``replayed=True`` — whatever the repeated request's body."""
+    key_hash = _key_hash(who.person_id, idempotency_key) if idempotency_key is not None else None
+    if key_hash is not None:
+        earlier = _replayed(rt, key_hash)
+        if earlier is not None:
+            return earlier, True
+    with rt.db.read() as conn:
+        _check_intake(conn, who, intake)
+    try:
+        view = cases.start_case(
+            intake.process_id,
+            rt=rt,
+            actor=who.person_id,
+            title=intake.title,
+            kind=intake.kind or KIND_BY_PROCESS.get(intake.process_id, "work_order"),
+            grid_id=intake.grid_id,
+            category=intake.category,
+            channel=intake.channel,
+            data=dict(intake.data),
+            idempotency_key=key_hash,
+        )
+    except IntegrityError:
+        # the same key raced in from another request (PostgreSQL): the other one opened the case
+        earlier = _replayed(rt, key_hash) if key_hash is not None else None
+        if earlier is None:
+            raise
+        return earlier, True
+    return view, False
+
+
+# --- tasks --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDetail:
+    task: tasks.TaskView
+    form: dict[str, object] | None  # the JSON Schema of the task's form
+    actionable: bool  # the caller may claim / complete it (candidate, or supervisor of the subtree)
+
+
+def _visible_task(conn: Connection, who: access.Principal, task_id: str) -> tuple[int, int]:
+    """(case id, spec version id) of a task the caller may see; ``task.not_found`` otherwise."""
+    row = conn.execute(
+        select(case.c.id, case.c.spec_version_id)
+        .join(human_task, human_task.c.case_id == case.c.id)
+        .where(human_task.c.id == task_id, access.visible_filter(who))
+    ).first()
+    if row is None:
+        raise NotFound("task.not_found", f"no task {task_id}", {"task_id": task_id})
+    return int(row.id), int(row.spec_version_id)
+
+
+def my_tasks(who: access.Principal, *, rt: Runtime, limit: int = 200) -> list[tasks.TaskView]:
+    """The caller's work list: their claimed tasks and the unclaimed tasks of their (role, unit)s."""
+    return tasks.list_tasks(rt=rt, person_id=who.person_id, limit=limit)
+
+
+def task_detail(who: access.Principal, task_id: str, *, rt: Runtime) -> TaskDetail:
+    """A visible task with its form schema, and whether the caller may act on it now."""
+    with rt.db.read() as conn:
+        _case_id, version_id = _visible_task(conn, who, task_id)
+        forms = rt.specs.get(conn, version_id).forms
+    view = tasks.get_task(task_id, rt=rt)
+    form_text = forms.get(view.form_key or "")
+    actionable = False
+    if view.state == "ready" and view.assignee_id in (None, who.person_id) and view.role and view.org_unit_id:
+        with rt.db.read() as conn:
+            actionable = orgs.may_act(
+                conn, person_id=who.person_id, role=view.role, org_unit_id=view.org_unit_id
+            )
+    return TaskDetail(view, json.loads(form_text) if form_text else None, actionable)
+
+
+def _check_visible(rt: Runtime, who: access.Principal, task_id: str) -> None:
+    with rt.db.read() as conn:
+        _visible_task(conn, who, task_id)
+
+
+def claim(
+    who: access.Principal, task_id: str, *, rt: Runtime, expected_version: int | None = None
+) -> tasks.TaskView:
+    _check_visible(rt, who, task_id)
+    return tasks.claim_task(task_id, rt=rt, actor=who.person_id, expected_version=expected_version)
+
+
+def unclaim(
+    who: access.Principal, task_id: str, *, rt: Runtime, expected_version: int | None = None
+) -> tasks.TaskView:
+    _check_visible(rt, who, task_id)
+    return tasks.unclaim_task(task_id, rt=rt, actor=who.person_id, expected_version=expected_version)
+
+
+def complete(
+    who: access.Principal,
+    task_id: str,
+    data: Mapping[str, object],
+    *,
+    rt: Runtime,
+    expected_version: int | None = None,
+) -> tasks.TaskView:
+    """Complete a task with form data (outcomes such as 退单 or 延期申请 are values of the task's form)."""
+    _check_visible(rt, who, task_id)
+    return tasks.complete_task(
+        task_id, rt=rt, actor=who.person_id, data=data, expected_version=expected_version
+    )
+
+
+# --- messages -----------------------------------------------------------------------------------------------
+
+
+def send_message(
+    who: access.Principal,
+    case_id: int,
+    name: str,
+    payload: Mapping[str, object] | None = None,
+    *,
+    rt: Runtime,
+    expected_version: int | None = None,
+) -> tuple[bool, int]:
+    """Deliver BPMN message ``name`` to a case of the caller's subtree (supervisor / command centre).
+
+    Returns (caught by the workflow, the case's new version)."""
+    if not _MESSAGE_NAME.match(name):
+        raise InvalidInput("message.bad_name", "a message name is a BPMN identifier", {"name": name})
+    with rt.db.read() as conn:
+        row = access.get_visible_case(conn, who, case_id)
+    if not who.covers(row.unit_path, MESSAGE_ROLES):
+        raise PermissionDenied(
+            "case.message_forbidden",
+            "only a supervisor or the command centre of the case's area may send it messages",
+            {"case_id": case_id},
+        )
+    caught = events.deliver_message(
+        case_id, name, rt=rt, actor=who.person_id, payload=payload, expected_version=expected_version
+    )
+    return caught, cases.get_case(case_id, rt=rt).version

@@ -1,0 +1,68 @@
+"""Prepared SQL on the step path stores and reads values exactly as SQLAlchemy Core does, on SQLite and
+PostgreSQL: instants (with and without microseconds) and JSON round-trip both ways."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from sqlalchemy import insert, select
+
+from engine import audit
+from engine.store import fastsql
+from engine.store.db import Database
+from engine.store.models import audit_event, case, spec_version
+
+AT = datetime(2025, 3, 3, 1, 0, 0, tzinfo=UTC)  # no microseconds: the text format must still match
+LATER = datetime(2025, 3, 3, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=8)))
+
+
+def test_rows_written_by_prepared_sql_read_back_through_core_unchanged(db: Database) -> None:
+    with db.write() as conn:
+        audit.record(conn, "case.started", at=AT, actor_id="gw_g1", after={"标题": "噪声", "n": [1, 2]})
+        audit.record(conn, "task.completed", at=LATER, actor_id="gw_g1", before=None, after={"ok": True})
+    with db.read() as conn:
+        rows = conn.execute(select(audit_event).order_by(audit_event.c.id)).all()
+        ordered = conn.execute(select(audit_event.c.action).order_by(audit_event.c.at.desc())).scalars().all()
+    assert [(r.at, r.after) for r in rows] == [(AT, {"标题": "噪声", "n": [1, 2]}), (LATER, {"ok": True})]
+    assert rows[1].before is None
+    assert ordered == ["task.completed", "case.started"]  # stored instants still sort as instants
+
+
+def test_rows_written_by_core_are_read_by_prepared_sql_with_instants_and_json(db: Database) -> None:
+    with db.write() as conn:
+        conn.execute(
+            insert(spec_version).values(
+                process_id="p",
+                content_hash="h",
+                files={},
+                spec_json="{}",
+                task_meta={},
+                serializer_version="1.5",
+                deployed_at=AT,
+            )
+        )
+        conn.execute(
+            insert(case).values(
+                number="WO1",
+                kind="work_order",
+                process_id="p",
+                spec_version_id=1,
+                title="t",
+                priority="normal",
+                status="open",
+                version=3,
+                data={"地址": "东门", "n": 1},
+                next_wake_at=LATER,
+                created_at=AT,
+                updated_at=LATER,
+            )
+        )
+        statement = fastsql.Statement(
+            'SELECT * FROM "case" WHERE number = :number',
+            result_json=frozenset({"data"}),
+            result_instants=frozenset({"next_wake_at", "created_at", "updated_at", "closed_at"}),
+        )
+        [row] = fastsql.fetch_mappings(conn, statement, {"number": "WO1"})
+    assert row["data"] == {"地址": "东门", "n": 1}
+    assert row["next_wake_at"] == LATER and row["next_wake_at"].tzinfo is not None  # type: ignore[union-attr]
+    assert row["created_at"] == AT and row["closed_at"] is None and row["version"] == 3
