@@ -16,6 +16,7 @@ What this module fixes in stock 3.2.0 (ARCHITECTURE §8):
 
 from __future__ import annotations
 
+import ast
 import contextvars
 import json
 import re
@@ -49,12 +50,13 @@ from SpiffWorkflow.camunda.specs.event_definitions import MessageEventDefinition
 from SpiffWorkflow.camunda.specs.multiinstance_task import ParallelMultiInstanceTask as _CamundaParallelMI
 from SpiffWorkflow.camunda.specs.multiinstance_task import SequentialMultiInstanceTask as _CamundaSequentialMI
 from SpiffWorkflow.exceptions import WorkflowException
+from SpiffWorkflow.specs.base import TaskSpec
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util import task as _task_util
 from SpiffWorkflow.util.task import TaskState
 
 from engine.clock import Clock, SystemClock
-from engine.errors import Conflict, InvalidInput, ScriptError
+from engine.errors import Conflict, EngineError, InvalidInput, ScriptError
 from engine.sandbox import Sandbox
 
 ProcessSpec = BpmnProcessSpec  # the spec type other modules may name (without importing SpiffWorkflow)
@@ -553,7 +555,7 @@ class Instance:
             except (InvalidInput, ScriptError):
                 raise
             except WorkflowException as err:
-                raise _engine_failure(err) from None
+                raise self._failure(err) from None
         self.check_not_stalled()
 
     def refresh_timers(self, clock: Clock) -> None:
@@ -578,7 +580,7 @@ class Instance:
             except (InvalidInput, ScriptError):
                 raise
             except WorkflowException as err:
-                raise _engine_failure(err) from None
+                raise self._failure(err) from None
         self.run_engine(clock)
 
     def send_message(
@@ -633,6 +635,37 @@ class Instance:
             payload = event.payload.get("payload") if isinstance(event.payload, dict) else event.payload
             events.append((event.event_definition.name, dict(payload) if isinstance(payload, dict) else {}))
         return events
+
+    def _failure(self, err: WorkflowException) -> EngineError:
+        """A library failure in plain words; a gateway with no path names the gateway and its variables."""
+        text = str(err).splitlines()[0]
+        task = getattr(err, "task", None)
+        element = task.task_spec.bpmn_id if task is not None else None
+        match = _NO_ROUTE.search(text)
+        if match:
+            gateway = self._spec_by_bpmn_id(match.group(1))
+            if gateway is not None:
+                names = sorted(
+                    {n for cond, _ in getattr(gateway, "cond_task_specs", []) for n in _names_in(cond)}
+                )
+                data = self.data()
+                values = {n: data.get(n) for n in names}
+                label = gateway.bpmn_name or match.group(1)
+                return InvalidInput(
+                    "gateway.no_route",
+                    f"'{label}' ({match.group(1)}) has no path for {values}: check the form's choices",
+                    {"element_id": match.group(1), "variables": values},
+                )
+        return Conflict(
+            "case.engine_error", f"the process could not continue: {text}", {"element_id": element}
+        )
+
+    def _spec_by_bpmn_id(self, bpmn_id: str) -> TaskSpec | None:
+        for spec in (self.workflow.spec, *self.workflow.subprocess_specs.values()):
+            for task_spec in spec.task_specs.values():
+                if task_spec.bpmn_id == bpmn_id:
+                    return task_spec
+        return None
 
     def _task(self, task_id: str) -> Task:
         try:
@@ -746,6 +779,17 @@ def _stalled(message: str, tasks: list[Task]) -> Conflict:
     return Conflict("case.stalled", message, {"tasks": sorted({t.task_spec.name for t in tasks})[:10]})
 
 
+_NO_ROUTE = re.compile(r"No conditions satisfied for ([A-Za-z_][\w.-]*)")
+
+
+def _names_in(expression: object) -> set[str]:
+    try:
+        tree = ast.parse(str(expression), mode="eval")
+    except SyntaxError:
+        return set()
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+
+
 def _json_default(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -781,16 +825,6 @@ def _timer_due(value: object) -> datetime | None:
     except ValueError:
         return None
     return due if due.tzinfo is not None else due.replace(tzinfo=UTC)
-
-
-def _engine_failure(err: WorkflowException) -> Conflict:
-    task = getattr(err, "task", None)
-    element = task.task_spec.bpmn_id if task is not None else None
-    return Conflict(
-        "case.engine_error",
-        f"the process could not continue: {str(err).splitlines()[0]}",
-        {"element_id": element},
-    )
 
 
 def user_task_lookup(instance: Instance) -> Callable[[str], Task]:

@@ -11,7 +11,7 @@ from SpiffWorkflow.util import task as task_util
 
 from engine import specs, spiff
 from engine.clock import FixedClock
-from engine.errors import Conflict
+from engine.errors import Conflict, InvalidInput
 from engine.sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,3 +114,14 @@ def test_a_message_thrown_without_a_payload_expression_carries_an_empty_payload(
     instance = spiff.Instance.start(spec, subs, Sandbox(), {}, CLOCK)
     assert instance.outgoing_events() == [("start_work_order", {})]
     assert instance.completed
+
+
+def test_a_gateway_with_no_path_for_the_values_names_the_gateway_and_its_variables(
+    demo: spiff.ParsedProcess,
+) -> None:
+    instance = spiff.Instance.start(demo.spec, demo.subprocess_specs, Sandbox(), {}, CLOCK)
+    complete(instance, "handle", {"result": "r"})
+    with pytest.raises(InvalidInput) as caught:
+        complete(instance, "verify", {"verify_result": "maybe"})
+    assert caught.value.code == "gateway.no_route"
+    assert caught.value.details == {"element_id": "verify_gateway", "variables": {"verify_result": "maybe"}}
