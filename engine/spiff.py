@@ -779,7 +779,7 @@ def _stalled(message: str, tasks: list[Task]) -> Conflict:
     return Conflict("case.stalled", message, {"tasks": sorted({t.task_spec.name for t in tasks})[:10]})
 
 
-_NO_ROUTE = re.compile(r"No conditions satisfied for ([A-Za-z_][\w.-]*)")
+_NO_ROUTE = re.compile(r"No conditions satisfied for ([A-Za-z_][\w-]*)")
 
 
 def _names_in(expression: object) -> set[str]:
