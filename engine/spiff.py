@@ -782,7 +782,9 @@ def _stalled(message: str, tasks: list[Task]) -> Conflict:
 _NO_ROUTE = re.compile(r"No conditions satisfied for ([A-Za-z_][\w-]*)")
 
 
-def _names_in(expression: object) -> set[str]:
+def _names_in(condition: object) -> set[str]:
+    args = getattr(condition, "args", None)  # SpiffWorkflow wraps the expression: _BpmnCondition(expr)
+    expression = args[0] if isinstance(args, tuple) and args else condition
     try:
         tree = ast.parse(str(expression), mode="eval")
     except SyntaxError:
