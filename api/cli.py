@@ -79,15 +79,29 @@ def main(ctx: click.Context, db: str | None) -> None:
 # --- setting up -----------------------------------------------------------------------------------
 
 
+def _process_folders(workflows: Path) -> list[Path]:
+    """``workflows/<process>/`` folders holding BPMN (or the path itself when it is one process)."""
+    if not workflows.is_dir():
+        return [workflows]
+    folders = sorted(p for p in workflows.iterdir() if p.is_dir() and any(p.glob("*.bpmn")))
+    return folders or [workflows]
+
+
 def _deploy_dir(rt: Runtime, workflows: Path, forms: Path | None, actor: str | None) -> list[str]:
-    lines = []
-    folders = sorted(p for p in workflows.iterdir() if p.is_dir()) if workflows.is_dir() else []
-    for folder in folders or [workflows]:
+    """Validate every process first; deploy them all (one transaction) only if none has an error."""
+    validations = []
+    problems = []
+    for folder in _process_folders(workflows):
         sources = specs.read_sources([folder])
-        if not sources:
-            continue
-        validation = specs.validate(sources, forms_dir=forms, sandbox=rt.sandbox)
-        with rt.db.write() as conn:
+        if sources:
+            validation = specs.validate(sources, forms_dir=forms, sandbox=rt.sandbox)
+            validations.append(validation)
+            problems.extend(validation.problems)
+    if any(p.severity == "error" for p in problems):
+        raise SpecError(problems)
+    lines = []
+    with rt.db.write() as conn:
+        for validation in validations:
             for version in specs.deploy(conn, validation, actor=actor, now=rt.now()):
                 state = "deployed" if version.created else "unchanged"
                 lines.append(
@@ -137,7 +151,9 @@ def validate(paths: tuple[Path, ...], forms_dir: Path | None) -> None:
         for problem in result.problems:
             click.echo(str(problem), err=problem.severity == "error")
         if not result.ok:
-            raise SpecError(result.problems)
+            errors = sum(p.severity == "error" for p in result.problems)
+            click.echo(f"error: spec.invalid: {errors} problem(s) found", err=True)
+            sys.exit(1)
         click.echo(f"ok: {len(sources)} file(s), processes: {', '.join(sorted(result.processes)) or 'none'}")
 
 
@@ -440,7 +456,14 @@ def scenarios_command(paths: tuple[Path, ...], verbose: bool) -> None:
     files = files or discover(config.workflows_dir)
     failed = 0
     for file in files:
-        outcome = run_file(file, workflows_dir=config.workflows_dir, forms_dir=config.forms_dir)
+        # the processes and forms next to the scenario file (workflows/<process>/scenarios/x.json)
+        workflows_dir = file.resolve().parent.parent.parent
+        forms_dir = workflows_dir.parent / "forms"
+        outcome = run_file(
+            file,
+            workflows_dir=workflows_dir,
+            forms_dir=forms_dir if forms_dir.is_dir() else config.forms_dir,
+        )
         mark = "PASS" if outcome.passed else "FAIL"
         click.echo(
             f"{mark}  {file.parent.parent.name}/{file.stem}: {outcome.name}"
@@ -512,6 +535,40 @@ def calendar_add(start: str, duration: str, hours_text: str | None, show: bool) 
         if show:
             for line in explain(deadline):
                 click.echo(f"  {line}")
+
+
+# --- pictures -------------------------------------------------------------------------------------
+
+
+@main.command("diagram")
+@click.argument("bpmn_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="SVG file (default: stdout)."
+)
+@click.option(
+    "--highlight",
+    "marks",
+    multiple=True,
+    metavar="ID=CLASS",
+    help="mark an element: current, overdue, warning, done, another CSS class or #rrggbb (repeatable).",
+)
+def diagram_command(bpmn_file: Path, output: Path | None, marks: tuple[str, ...]) -> None:
+    """Draw a BPMN file's diagram (its DI) as a standalone SVG."""
+    from engine.diagram import render_file
+
+    with reported():
+        highlight: dict[str, str] = {}
+        for pair in marks:
+            element_id, sep, css = pair.partition("=")
+            if not sep or not element_id.strip() or not css.strip():
+                raise InvalidInput("diagram.bad_highlight", f"--highlight takes ID=CLASS, got '{pair}'", {})
+            highlight[element_id.strip()] = css.strip()
+        svg = render_file(bpmn_file, highlight=highlight)
+        if output is None:
+            click.echo(svg, nl=False)
+        else:
+            output.write_text(svg, encoding="utf-8")
+            click.echo(f"wrote {output}")
 
 
 if __name__ == "__main__":

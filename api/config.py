@@ -22,3 +22,21 @@ class Config:
     secret_key: str = field(default_factory=lambda: os.environ.get("GRIDCASE_SECRET_KEY", ""))
     start_scheduler: bool = False
     testing: bool = False
+    # None: "attachments" beside the SQLite file, else under the user's data directory
+    attachments_dir: Path | None = field(
+        default_factory=lambda: Path(v) if (v := os.environ.get("GRIDCASE_ATTACHMENTS")) else None
+    )
+    max_body_bytes: int = 1024 * 1024  # JSON bodies; uploads have their own limits
+    secure_cookies: bool = field(default_factory=lambda: os.environ.get("GRIDCASE_SECURE_COOKIES") == "1")
+    trusted_proxies: int = field(default_factory=lambda: int(os.environ.get("GRIDCASE_TRUSTED_PROXIES", "0")))
+
+    def attachments_path(self) -> Path:
+        """Where attachment files live (outside the database)."""
+        if self.attachments_dir is not None:
+            return self.attachments_dir
+        url = self.database_url or ""
+        if url.startswith("sqlite:///"):
+            return Path(url.removeprefix("sqlite:///")).parent / "attachments"
+        from platformdirs import user_data_dir
+
+        return Path(user_data_dir("gridcase")) / "attachments"

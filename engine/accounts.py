@@ -14,12 +14,18 @@ them). Within ``WINDOW``, ``MAX_FAILURES_PER_LOGIN`` failures for one (login, cl
 the password is checked; a success clears the (login, address) rows. Unknown logins and wrong passwords
 give the same error, ``auth.invalid_credentials``, and cost the same argon2 verification
 (``orgs.verify_password`` checks against a dummy hash for unknown people).
+
+Caching. A resolved token is remembered in-process for ``CACHE_SECONDS`` (bounded size) so that a
+request costs no token lookup; revoking through this process forgets it at once, another worker process
+notices within ``CACHE_SECONDS``. Expiry is still checked on every request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -53,6 +59,8 @@ TOKEN_TTL = timedelta(days=30)
 SESSION_TTL = timedelta(hours=12)
 TOUCH_EVERY = timedelta(minutes=5)
 TOKEN_PREFIX = "gct_"
+CACHE_SECONDS = 10.0
+CACHE_SIZE = 10_000
 KINDS = ("bearer", "session")
 
 
@@ -189,20 +197,55 @@ class Session:
     who: Principal
 
 
+class _SessionCache:
+    """digest → (valid until (monotonic), session, token expiry); see "Caching" above."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[float, Session, datetime | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> tuple[Session, datetime | None] | None:
+        item = self._items.get(digest)
+        if item is None or item[0] < time.monotonic():
+            return None
+        return item[1], item[2]
+
+    def put(self, digest: str, found: Session, expires_at: datetime | None) -> None:
+        with self._lock:
+            if len(self._items) >= CACHE_SIZE:
+                self._items.clear()
+            self._items[digest] = (time.monotonic() + CACHE_SECONDS, found, expires_at)
+
+    def forget(self, *, digest: str | None = None, token_id: int | None = None) -> None:
+        with self._lock:
+            for key, (_until, found, _expires) in list(self._items.items()):
+                if key == digest or found.token_id == token_id:
+                    del self._items[key]
+
+
+_cache = _SessionCache()
+
+
 def authenticate(token: str, *, rt: Runtime) -> Session:
     """The caller behind ``token``; ``auth.token_invalid`` when unknown, expired or revoked."""
     now = rt.now()
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         raise Unauthenticated("auth.token_invalid", "the token is not valid", {})
+    digest = _digest(token)
+    cached = _cache.get(digest)
+    if cached is not None and (cached[1] is None or cached[1] > now):
+        return cached[0]
     with rt.db.read() as conn:
-        row = conn.execute(_LOOKUP.where(api_token.c.token_hash == _digest(token))).first()
+        row = conn.execute(_LOOKUP.where(api_token.c.token_hash == digest)).first()
         if row is None or (row.expires_at is not None and row.expires_at <= now):
             raise Unauthenticated("auth.token_invalid", "the token is not valid", {})
         who = principal(conn, row.person_id)
     if row.last_used_at is None or now - row.last_used_at >= TOUCH_EVERY:
         with rt.db.write() as conn:
             conn.execute(update(api_token).where(api_token.c.id == row.id).values(last_used_at=now))
-    return Session(token_id=int(row.id), who=who)
+    found = Session(token_id=int(row.id), who=who)
+    _cache.put(digest, found, row.expires_at)
+    return found
 
 
 def list_tokens(person_id: str, *, rt: Runtime) -> list[TokenView]:
@@ -226,10 +269,12 @@ def revoke_token(person_id: str, token_id: int, *, rt: Runtime) -> None:
         conn.execute(
             update(api_token).where(*mine, api_token.c.revoked_at.is_(None)).values(revoked_at=rt.now())
         )
+    _cache.forget(token_id=token_id)
 
 
 def revoke_token_value(token: str, *, rt: Runtime) -> None:
     """Revoke the token presented (logout); unknown tokens are ignored."""
+    _cache.forget(digest=_digest(token))
     with rt.db.write() as conn:
         conn.execute(
             update(api_token)

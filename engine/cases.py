@@ -168,11 +168,13 @@ def open_case(
     assert inserted is not None
     case_id = int(inserted[0])
     number = f"{KINDS[request.kind]}{now:%Y%m%d}{case_id:06d}"
+    conn.execute(update(case).where(case.c.id == case_id).values(number=number))
     row = lock_case(conn, case_id)
     step = Step(rt, conn, row, entry, instance, now, 1)
     save_instance(conn, case_id, instance, now)
     refresh(step, actor=actor)
-    conn.execute(update(case).where(case.c.id == case_id).values(number=number, **step.case_values))
+    if step.case_values:
+        conn.execute(update(case).where(case.c.id == case_id).values(**step.case_values))
     audit.record(
         conn,
         "case.started",

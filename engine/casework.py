@@ -15,26 +15,31 @@ people cannot collide, nor learn each other's cases by guessing keys.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from engine import access, cases, events, orgs, tasks
 from engine.errors import InvalidInput, NotFound, PermissionDenied
 from engine.runtime import Runtime
-from engine.store.models import case, human_task, org_unit, spec_version
+from engine.store.models import case, human_task, membership, org_unit, spec_version
 
 __all__ = [
     "CHANNELS",
     "INTAKE_ROLES",
+    "MAX_WORK_PAGE",
     "MESSAGE_ROLES",
     "Intake",
     "TaskDetail",
+    "TaskPage",
     "claim",
     "complete",
     "my_tasks",
@@ -42,6 +47,7 @@ __all__ = [
     "send_message",
     "task_detail",
     "unclaim",
+    "work_list",
 ]
 
 INTAKE_ROLES = frozenset(
@@ -51,6 +57,7 @@ MESSAGE_ROLES = frozenset({"supervisor", "command_centre"})
 CHANNELS = ("hotline_12345", "wechat", "web", "grid_patrol", "talk_point", "walk_in")
 GRID_KINDS = ("grid", "micro_grid", "special_grid")
 KIND_BY_PROCESS = {"mediation": "dispute", "grid_event": "grid_event", "demo": "demo"}
+MAX_WORK_PAGE = 500
 _MESSAGE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
@@ -165,6 +172,85 @@ def _visible_task(conn: Connection, who: access.Principal, task_id: str) -> tupl
 def my_tasks(who: access.Principal, *, rt: Runtime, limit: int = 200) -> list[tasks.TaskView]:
     """The caller's work list: their claimed tasks and the unclaimed tasks of their (role, unit)s."""
     return tasks.list_tasks(rt=rt, person_id=who.person_id, limit=limit)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    items: list[tasks.TaskView]
+    next_cursor: str | None
+
+
+_WORK_COLUMNS = (
+    human_task,
+    case.c.number.label("case_number"),
+    case.c.title.label("case_title"),
+    case.c.version.label("case_version"),
+)
+
+
+def work_list(who: access.Principal, *, rt: Runtime, cursor: str | None = None, limit: int = 200) -> TaskPage:
+    """The caller's work list one page at a time, oldest first (the rule of ``tasks.list_tasks``: ready
+    tasks claimed by the caller, and unclaimed ready tasks of one of their (role, unit)s).
+
+    The cursor stands for "after (created_at, task id)", so a page never repeats or skips a task that
+    stays on the list while later pages are read; tasks completed meanwhile simply drop out."""
+    if not 1 <= limit <= MAX_WORK_PAGE:
+        raise InvalidInput("search.bad_limit", f"limit must be 1 to {MAX_WORK_PAGE}", {"limit": limit})
+    person_id = who.person_id
+    candidate = (
+        select(membership.c.id)
+        .where(
+            membership.c.person_id == person_id,
+            membership.c.role == human_task.c.role,
+            membership.c.org_unit_id == human_task.c.org_unit_id,
+        )
+        .exists()
+    )
+    where = [
+        human_task.c.state == "ready",
+        or_(human_task.c.assignee_id == person_id, and_(human_task.c.assignee_id.is_(None), candidate)),
+    ]
+    if cursor is not None:
+        at, task_id = decode_task_cursor(cursor)
+        where.append(
+            or_(
+                human_task.c.created_at > at,
+                and_(human_task.c.created_at == at, human_task.c.id > task_id),
+            )
+        )
+    with rt.db.read() as conn:
+        rows = conn.execute(
+            select(*_WORK_COLUMNS)
+            .join(case, case.c.id == human_task.c.case_id)
+            .where(*where)
+            .order_by(human_task.c.created_at, human_task.c.id)
+            .limit(limit + 1)
+        ).all()
+    names = tasks.TaskView.__dataclass_fields__
+    items = [tasks.TaskView(**{k: r._mapping[k] for k in names}) for r in rows[:limit]]
+    if len(rows) <= limit:
+        return TaskPage(items, None)
+    return TaskPage(items, encode_task_cursor(items[-1].created_at, items[-1].id))
+
+
+def encode_task_cursor(at: datetime, task_id: str) -> str:
+    """An opaque cursor for "after (``at``, ``task_id``)" in the work list."""
+    return base64.urlsafe_b64encode(f"t{at.isoformat()}|{task_id}".encode()).decode().rstrip("=")
+
+
+def decode_task_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (instant, task id) a cursor stands for; ``search.bad_cursor`` for anything we did not hand out."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        stamp, sep, task_id = text[1:].partition("|")
+        at = datetime.fromisoformat(stamp)
+        if not text.startswith("t") or not sep or not task_id or len(task_id) > 36 or at.tzinfo is None:
+            raise ValueError(cursor)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidInput(
+            "search.bad_cursor", "the cursor is not one this API returned", {"cursor": cursor}
+        ) from None
+    return at, task_id
 
 
 def task_detail(who: access.Principal, task_id: str, *, rt: Runtime) -> TaskDetail:

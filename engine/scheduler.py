@@ -1,5 +1,6 @@
 """The embedded scheduler: a thread inside ``gridcase serve`` that sleeps until the next due instant
-(``case.next_wake_at``), fires what is due, and sleeps again. ``poke()`` wakes it early when a step
+(a BPMN timer's ``case.next_wake_at`` or an SLA rung's ``next_rung_at``), fires what is due, delivers
+the outbox (in-app notifications), and sleeps again. ``poke()`` wakes it early when a step
 has set an earlier wake-up. Stops cleanly on ``stop()``.
 """
 
@@ -9,6 +10,8 @@ import logging
 import threading
 from datetime import datetime
 
+from engine.notify import InAppNotifier, drain_outbox
+from engine.ports import Notifier
 from engine.runtime import Runtime
 from engine.timers import fire_due, next_wake_at
 
@@ -17,8 +20,11 @@ MAX_SLEEP_S = 300.0  # re-read the table at least this often (cases written by o
 
 
 class Scheduler:
-    def __init__(self, rt: Runtime, *, max_sleep_s: float = MAX_SLEEP_S) -> None:
+    def __init__(
+        self, rt: Runtime, *, max_sleep_s: float = MAX_SLEEP_S, notifier: Notifier | None = None
+    ) -> None:
         self.rt = rt
+        self.notifier: Notifier = notifier or InAppNotifier(rt.db, clock=rt.clock)
         self.max_sleep_s = max_sleep_s
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -48,8 +54,13 @@ class Scheduler:
 
     def run_once(self) -> None:
         report = fire_due(rt=self.rt)
-        if report.fired or report.failed:
-            log.info("fired %d case(s), %d failed", len(report.fired), len(report.failed))
+        if report.fired or report.rungs or report.failed:
+            log.info(
+                "fired %d case(s), %d rung(s), %d failed", len(report.fired), report.rungs, len(report.failed)
+            )
+        drained = drain_outbox(rt=self.rt, notifier=self.notifier)
+        if drained.delivered:
+            log.info("delivered %d outbox row(s)", len(drained.delivered))
 
     def _run(self) -> None:
         while not self._stop.is_set():

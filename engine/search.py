@@ -37,6 +37,7 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "search_cases",
+    "worst_status",
 ]
 
 MAX_PAGE = 100
@@ -229,6 +230,14 @@ def search_cases(
 # --- the case file ------------------------------------------------------------------------------------------
 
 
+SLA_ORDER = ("on_time", "warning", "overdue")
+
+
+def worst_status(statuses: list[str]) -> str:
+    """The worst of some live clocks' statuses (on_time < warning < overdue)."""
+    return max(statuses, key=lambda s: SLA_ORDER.index(s) if s in SLA_ORDER else 0)
+
+
 def _sla(conn: Connection, case_id: int) -> SlaState:
     rows = conn.execute(
         select(sla_clock).where(sla_clock.c.case_id == case_id).order_by(sla_clock.c.id)
@@ -237,8 +246,7 @@ def _sla(conn: Connection, case_id: int) -> SlaState:
     live = [c for c in clocks if c.state != "stopped"]
     if not live:
         return SlaState("none", None, clocks)
-    order = ["on_time", "warning", "overdue"]
-    worst = max((c.status for c in live), key=lambda s: order.index(s) if s in order else 0)
+    worst = worst_status([c.status for c in live])
     dues = [c.due_at for c in live if c.due_at is not None]
     return SlaState(worst, min(dues) if dues else None, clocks)
 

@@ -353,31 +353,52 @@ def due_rung_cases(rt: Runtime, now: datetime, *, limit: int = 500) -> list[int]
     return list(seen)
 
 
+class _NothingDue(Exception):
+    """Raised inside a step that found nothing left to fire, so the step writes nothing."""
+
+
+_DUE_RUNG = fastsql.Statement(
+    "SELECT id FROM sla_clock WHERE case_id = :case_id AND state = 'running'"
+    " AND next_rung_at <= :now LIMIT 1",
+    instants=frozenset({"now"}),
+)
+
+
 def fire_rungs_of_case(case_id: int, *, rt: Runtime) -> list[tuple[int, str]]:
-    """Fire every due, unfired rung of the case's running clocks, in order, in one step."""
+    """Fire every due, unfired rung of the case's running clocks, in order, in one step.
+
+    Nothing due (already fired by another scheduler, a duplicate message) → no step, no new version.
+    """
+    with rt.db.read() as conn:
+        if not fastsql.fetch(conn, _DUE_RUNG, {"case_id": case_id, "now": rt.now()}):
+            return []
     fired: list[tuple[int, str]] = []
-    with step(rt, case_id) as current:
-        clocks = [
-            _clock(r)
-            for r in current.conn.execute(
-                select(sla_clock).where(
-                    sla_clock.c.case_id == case_id,
-                    sla_clock.c.state == "running",
-                    sla_clock.c.next_rung_at <= current.now,
+    try:
+        with step(rt, case_id) as current:
+            clocks = [
+                _clock(r)
+                for r in current.conn.execute(
+                    select(sla_clock).where(
+                        sla_clock.c.case_id == case_id,
+                        sla_clock.c.state == "running",
+                        sla_clock.c.next_rung_at <= current.now,
+                    )
                 )
-            )
-        ]
-        for clock in clocks:
-            for rung in RUNGS:
-                at = clock[_RUNG_AT[rung]]
-                if at is None or at > current.now or clock[_FIRED_COLUMN[rung]] is not None:
-                    continue
-                _fire(current, clock, rung)
-                fired.append((int(clock["id"]), rung))
-        if fired:
+            ]
+            for clock in clocks:
+                for rung in RUNGS:
+                    at = clock[_RUNG_AT[rung]]
+                    if at is None or at > current.now or clock[_FIRED_COLUMN[rung]] is not None:
+                        continue
+                    _fire(current, clock, rung)
+                    fired.append((int(clock["id"]), rung))
+            if not fired:
+                raise _NothingDue
             from engine.projection import refresh
 
             refresh(current, actor="system")
+    except _NothingDue:
+        return []
     return fired
 
 

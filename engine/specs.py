@@ -551,11 +551,20 @@ def form_path(forms_dir: Path, key: str) -> Path | None:
 def _check_property(
     name: str, key: str, value: str, tid: str | None, line: int | None, result: Validation
 ) -> None:
-    if key == "sla":
+    if key in ("sla", "supervise_after", "escalate_after"):
         try:
-            parse_duration(value)
+            duration = parse_duration(value)
         except EngineError as err:
-            result.add(name, f"sla '{value}': {err.message}", element_id=tid, line=line)
+            result.add(name, f"{key} '{value}': {err.message}", element_id=tid, line=line)
+            return
+        if duration.months:
+            result.add(
+                name,
+                f"{key} '{value}': months and years have no fixed length; use days (P30D) or "
+                "working days (20WD)",
+                element_id=tid,
+                line=line,
+            )
     elif key == "warn_at":
         match = _WARN_AT.match(value)
         if not match or not 0 < int(match.group(1)) < 100:

@@ -102,15 +102,15 @@ def fire_due_timers(*, rt: Runtime, limit: int = BATCH) -> FireReport:
         except EngineError as err:
             log.error("timer of case %s failed: %s", case_id, err)
             report.failed[case_id] = err.code
-            _mark_incident(rt, case_id, err)
+            mark_incident(rt, case_id, err)
         except Exception as err:  # a bug must not stop the other cases
             log.exception("timer of case %s failed unexpectedly", case_id)
             report.failed[case_id] = "internal_error"
-            _mark_incident(rt, case_id, err)
+            mark_incident(rt, case_id, err)
     return report
 
 
-def _mark_incident(rt: Runtime, case_id: int, err: Exception) -> None:
+def mark_incident(rt: Runtime, case_id: int, err: Exception) -> None:
     code = err.code if isinstance(err, EngineError) else "internal_error"
     with rt.db.write() as conn:
         conn.execute(update(case).where(case.c.id == case_id).values(status="incident", updated_at=rt.now()))

@@ -18,16 +18,16 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select, union_all
 
-from engine import timers
+from engine import sla, timers
 from engine.errors import EngineError
 from engine.notify import CompositeNotifier, InAppNotifier, WebhookNotifier, drain_outbox
 from engine.ports import JobPublisher, Notifier
 from engine.runtime import Runtime
-from engine.store.models import case
+from engine.store.models import case, sla_clock
 from engine.worker.app import celery_app, runtime
 from engine.worker.publisher import CeleryPublisher, PublishLeases
 
@@ -46,14 +46,34 @@ def due_work(
 ) -> list[tuple[int, datetime]]:
     """(case id, due instant) of open cases with something due, most overdue first; one case's own
     with ``case_id``. The one place that knows every kind of due work: BPMN timers
-    (``case.next_wake_at``) today; SLA rungs (``sla_clock.next_rung_at``) join here."""
-    query = select(case.c.id, case.c.next_wake_at).where(
+    (``case.next_wake_at``) and SLA rungs (``sla_clock.next_rung_at`` of running clocks)."""
+    timer_due = select(case.c.id.label("case_id"), case.c.next_wake_at.label("due")).where(
         case.c.status == "open", case.c.next_wake_at.is_not(None), case.c.next_wake_at <= now
     )
+    rung_due = (
+        select(sla_clock.c.case_id.label("case_id"), sla_clock.c.next_rung_at.label("due"))
+        .join(case, case.c.id == sla_clock.c.case_id)
+        .where(case.c.status == "open", sla_clock.c.state == "running", sla_clock.c.next_rung_at <= now)
+    )
     if case_id is not None:
-        query = query.where(case.c.id == case_id)
-    rows = conn.execute(query.order_by(case.c.next_wake_at, case.c.id).limit(limit)).all()
-    return [(int(r[0]), r[1]) for r in rows]
+        timer_due = timer_due.where(case.c.id == case_id)
+        rung_due = rung_due.where(sla_clock.c.case_id == case_id)
+    both = union_all(timer_due, rung_due).subquery()
+    earliest = func.min(both.c.due)
+    rows = conn.execute(
+        select(both.c.case_id, earliest)
+        .group_by(both.c.case_id)
+        .order_by(earliest, both.c.case_id)
+        .limit(limit)
+    ).all()
+    return [(int(r[0]), _aware(r[1])) for r in rows]
+
+
+def _aware(value: datetime) -> datetime:
+    """Instants out of a UNION lose the column type on SQLite: make them aware UTC again."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def fire_due_round(
@@ -74,7 +94,7 @@ def fire_due_round(
 def fire_case_due(case_id: int, *, rt: Runtime) -> str:
     """Fire what is due on one case, each kind in its own step: ``fired``, ``idle`` (nothing due any
     more: a duplicate or late message, answered without a lock or a workflow load) or ``failed:<code>``.
-    BPMN timers today (``engine.timers.fire_case``); SLA rungs join here.
+    BPMN timers (``engine.timers.fire_case``), then SLA rungs (``engine.sla.fire_rungs_of_case``).
 
     A failing case is logged and marked an incident (as ``engine.timers.fire_due`` does), so it is not
     tried again on every tick.
@@ -83,11 +103,13 @@ def fire_case_due(case_id: int, *, rt: Runtime) -> str:
         if not due_work(conn, rt.now(), case_id=case_id):
             return "idle"
     try:
-        return "fired" if timers.fire_case(case_id, rt=rt) else "idle"
+        fired = timers.fire_case(case_id, rt=rt)
+        fired = bool(sla.fire_rungs_of_case(case_id, rt=rt)) or fired
+        return "fired" if fired else "idle"
     except Exception as err:
         code = err.code if isinstance(err, EngineError) else "internal_error"
         log.error("timer of case %s failed: %s", case_id, err, exc_info=not isinstance(err, EngineError))
-        timers._mark_incident(rt, case_id, err)  # the lead makes this public as timers.mark_incident
+        timers.mark_incident(rt, case_id, err)
         return f"failed:{code}"
 
 

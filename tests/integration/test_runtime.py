@@ -284,11 +284,20 @@ def test_new_cases_start_on_the_latest_version_and_running_cases_stay_pinned(
     assert cases.get_case(running.id, rt=timed).spec_version_id == running.spec_version_id
 
 
-def test_joint_handling_assigns_each_department_and_a_reload_never_doubles_the_collection(rt: Runtime) -> None:
+def test_joint_handling_assigns_each_department_and_a_reload_never_doubles_the_collection(
+    rt: Runtime,
+) -> None:
     deploy_folder(rt, FIXTURES / "joint", FIXTURES / "forms")
     departments = ["dept_urban", "dept_fire", "dept_police"]
-    started = cases.start_case("joint", rt=rt, actor="cc_1", title="联合执法", kind="demo", grid_id="g1",
-                               variables={"departments": departments})
+    started = cases.start_case(
+        "joint",
+        rt=rt,
+        actor="cc_1",
+        title="联合执法",
+        kind="demo",
+        grid_id="g1",
+        variables={"departments": departments},
+    )
     handles = ready(rt, started.id)
     assert sorted(t.org_unit_id or "" for t in handles) == sorted(departments)
     for task in handles:

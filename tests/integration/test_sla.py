@@ -54,7 +54,12 @@ def audit_count(rt: Runtime, case_id: int, action: str) -> int:
 def test_a_task_clock_gets_its_rungs_from_the_bpmn_properties(slaed: Runtime) -> None:
     started = start(slaed)  # Monday 2025-03-03 09:00
     [clock] = sla.case_clocks(started.id, rt=slaed)
-    assert (clock.task_spec, clock.budget, clock.state, clock.status) == ("handle", "2WH", "running", "on_time")
+    assert (clock.task_spec, clock.budget, clock.state, clock.status) == (
+        "handle",
+        "2WH",
+        "running",
+        "on_time",
+    )
     assert clock.warn_due_at == sh("2025-03-03T10:00")
     assert clock.due_at == sh("2025-03-03T11:00")
     assert clock.org_unit_id == "g1" and not clock.provisional
@@ -76,7 +81,10 @@ def test_each_rung_fires_exactly_once_and_the_bpmn_boundary_routes_the_overdue_s
     [handle_clock] = sla.case_clocks(started.id, rt=slaed)
     assert handle_clock.state == "stopped" and handle_clock.status == "overdue"
     assert handle_clock.consumed_seconds == 2 * 3600 + 1  # stopped by the boundary at 11:00:01
-    assert (audit_count(slaed, started.id, "sla.warning"), audit_count(slaed, started.id, "sla.overdue")) == (1, 1)
+    assert (audit_count(slaed, started.id, "sla.warning"), audit_count(slaed, started.id, "sla.overdue")) == (
+        1,
+        1,
+    )
     with slaed.db.read() as conn:
         topics = [r[0] for r in conn.execute(select(outbox.c.topic).where(outbox.c.case_id == started.id))]
     assert topics.count("sla.warning") == 1 and topics.count("sla.overdue") == 2  # handlers + their leader
@@ -84,7 +92,9 @@ def test_each_rung_fires_exactly_once_and_the_bpmn_boundary_routes_the_overdue_s
 
 def test_a_rung_of_a_completed_step_does_not_fire(slaed: Runtime, clock: FixedClock) -> None:
     started = start(slaed)
-    tasks.complete_task(ready(slaed, started.id)["handle"].id, rt=slaed, actor="gw_g1", data={"action": "done"})
+    tasks.complete_task(
+        ready(slaed, started.id)["handle"].id, rt=slaed, actor="gw_g1", data={"action": "done"}
+    )
     clock.set(sh("2025-03-10T12:00"))
     assert sla.fire_due_rungs(rt=slaed).fired == []
     [stopped] = sla.case_clocks(started.id, rt=slaed)
@@ -100,7 +110,9 @@ def test_suspending_stops_the_clock_and_resuming_moves_the_deadline_by_the_pause
     clock.set(sh("2025-03-04T09:30"))  # a whole working day later
     assert sla.fire_due_rungs(rt=slaed).fired == []  # a suspended step's rungs do not fire
     with pytest.raises(Conflict) as refused:
-        tasks.complete_task(ready(slaed, started.id)["handle"].id, rt=slaed, actor="gw_g1", data={"action": "done"})
+        tasks.complete_task(
+            ready(slaed, started.id)["handle"].id, rt=slaed, actor="gw_g1", data={"action": "done"}
+        )
     assert refused.value.code == "case.suspended"
     assert sla.resume_case(started.id, rt=slaed, actor="supervisor_s1") == 1
     [resumed] = sla.case_clocks(started.id, rt=slaed)
@@ -121,11 +133,19 @@ def test_an_approved_extension_grows_the_budget_and_the_clock_follows_the_handle
     assert held.state == "running" and held.task_spec == "handle"  # held by the street's decision
     decision = ready(slaed, started.id)["extension_decision"]
     with pytest.raises(InvalidInput) as capped:
-        tasks.complete_task(decision.id, rt=slaed, actor="street_s1",
-                            data={"decision": "approve", "extension": "3WH", "reason": "需协调多部门"})
+        tasks.complete_task(
+            decision.id,
+            rt=slaed,
+            actor="street_s1",
+            data={"decision": "approve", "extension": "3WH", "reason": "需协调多部门"},
+        )
     assert capped.value.code == "sla.extension_cap"
-    tasks.complete_task(decision.id, rt=slaed, actor="street_s1",
-                        data={"decision": "approve", "extension": "2WH", "reason": "需协调多部门"})
+    tasks.complete_task(
+        decision.id,
+        rt=slaed,
+        actor="street_s1",
+        data={"decision": "approve", "extension": "2WH", "reason": "需协调多部门"},
+    )
     clocks = {c.task_spec: c for c in sla.case_clocks(started.id, rt=slaed)}
     assert clocks["handle"].due_at == sh("2025-03-03T14:30")  # 11:00 + 2WH across lunch
     assert clocks["handle"].extensions[0]["added"] == "2WH"
@@ -179,7 +199,9 @@ def test_why_is_this_red_is_answered_from_the_clock_alone(slaed: Runtime, clock:
     clock.set(sh("2025-03-03T11:30"))
     [view] = sla.case_clocks(started.id, rt=slaed)
     lines = sla.explain_clock(view, calendar=slaed.calendar)
-    assert any("2WH" in line for line in lines) and any("截止 2025-03-03T11:00:00+08:00" in line for line in lines)
+    assert any("2WH" in line for line in lines) and any(
+        "截止 2025-03-03T11:00:00+08:00" in line for line in lines
+    )
     assert [number for _, number, _ in sla.overdue_cases(rt=slaed)] == [started.number]
 
 

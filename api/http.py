@@ -1,0 +1,124 @@
+"""Request plumbing shared by the blueprints: the accepted media types of a view, the request id,
+``If-Match`` → expected case version, and ``ETag`` on responses. No business rules.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+from flask import Flask, Response, current_app, g, request
+from werkzeug.routing import IntegerConverter
+
+from api.errors import ApiError
+from engine.runtime import Runtime
+
+F = TypeVar("F", bound=Callable[..., object])
+JSON = "application/json"
+MULTIPART = "multipart/form-data"
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_IF_MATCH = re.compile(r'^(?:W/)?"?(\d{1,9})"?$')
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+MAX_ID = 2**31 - 1
+
+
+class IdConverter(IntegerConverter):
+    """``<id:name>``: a database id, 1 … 2³¹−1 (anything else is not a route: 404)."""
+
+    def __init__(self, map: object, *args: object, **kwargs: object) -> None:
+        super().__init__(map, min=1, max=MAX_ID)  # type: ignore[arg-type]
+
+
+def id_schema(_converter: object) -> dict[str, object]:
+    """The OpenAPI schema of an ``<id:…>`` path parameter."""
+    return {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+
+
+def accepts(*media_types: str) -> Callable[[F], F]:
+    """Declare the request media types a view takes (default: JSON); put it nearest the function."""
+
+    def mark(view: F) -> F:
+        view._gridcase_accepts = media_types  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def max_body(limit: int) -> Callable[[F], F]:
+    """Raise the request size limit for one view (uploads); put it nearest the function."""
+
+    def mark(view: F) -> F:
+        view._gridcase_max_body = limit  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def runtime() -> Runtime:
+    rt: Runtime = current_app.extensions["gridcase.runtime"]
+    return rt
+
+
+def _has_body() -> bool:
+    return bool(request.content_length) or "chunked" in (request.headers.get("Transfer-Encoding") or "")
+
+
+def check_media_type() -> None:
+    """415 for a body in a media type the view does not take (before any parsing); per-view size limit."""
+    if request.endpoint is None:
+        return
+    view = current_app.view_functions.get(request.endpoint)
+    limit = getattr(view, "_gridcase_max_body", None)
+    if limit is not None:
+        request.max_content_length = limit
+    if request.method not in _UNSAFE or not _has_body():
+        return
+    allowed = getattr(view, "_gridcase_accepts", (JSON,))
+    if request.mimetype not in allowed:
+        raise ApiError(
+            415,
+            "request.unsupported_media_type",
+            f"send the body as {' or '.join(allowed)}",
+            {"accepted": list(allowed), "received": request.mimetype or None},
+        )
+
+
+def assign_request_id() -> None:
+    given = request.headers.get("X-Request-Id", "")
+    g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+
+
+def add_request_id(response: Response) -> Response:
+    response.headers["X-Request-Id"] = getattr(g, "request_id", "-")
+    return response
+
+
+def expected_version() -> int | None:
+    """The case version named by ``If-Match`` (``"7"``, ``W/"7"``, ``7``); ``*`` or none: no check."""
+    raw = (request.headers.get("If-Match") or "").strip()
+    if not raw or raw == "*":
+        return None
+    match = _IF_MATCH.match(raw)
+    if match is None:
+        raise ApiError(
+            400,
+            "request.bad_if_match",
+            'If-Match takes the case version as an ETag, e.g. "3"',
+            {"value": raw},
+        )
+    return int(match.group(1))
+
+
+def etag(version: int) -> dict[str, str]:
+    return {"ETag": f'"{version}"'}
+
+
+def init_app(app: Flask) -> None:
+    app.url_map.converters["id"] = IdConverter
+    app.before_request(assign_request_id)
+    app.before_request(check_media_type)
+    app.after_request(add_request_id)

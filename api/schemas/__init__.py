@@ -1,0 +1,1 @@
+"""Marshmallow schemas of every request and response of the JSON API (one module per resource)."""

@@ -1,0 +1,306 @@
+"""HTTP load benchmark: gunicorn (2 workers, threads) on a temporary SQLite database (and PostgreSQL when
+DATABASE_URL names a scratch database whose name contains "test" or "bench"), N concurrent keep-alive
+clients on loopback driving demo-process lifecycles (login, intake, work list, claim, complete × 2),
+for a bounded time. Prints completed tasks/s, p50/p99 per endpoint, and the HTTP cost of one step
+against the service-layer cost of the same step (engine called in-process).
+
+    python bench/api_load.py [--clients 50] [--seconds 15] [--workers 2] [--threads 25]
+
+Last line: ``RESULT tasks_per_s=… p99_ms=… http_vs_service=…`` (SQLite figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import text  # noqa: E402
+
+from engine import access, casework, specs  # noqa: E402
+from engine.demo_org import load_demo_org  # noqa: E402
+from engine.runtime import Runtime  # noqa: E402
+from engine.store.db import Database  # noqa: E402
+
+PASSWORD = "bench-pass-123"
+GRIDS = [f"g{i}" for i in range(1, 9)]
+COMMUNITY = {"g1": "c1", "g2": "c1", "g3": "c2", "g4": "c2", "g5": "c3", "g6": "c3", "g7": "c4", "g8": "c4"}
+
+
+def prepare(url: str) -> None:
+    db = Database(url)
+    if not db.is_sqlite:
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    db.migrate()
+    rt = Runtime(db=db)
+    with db.write() as conn:
+        load_demo_org(conn, now=rt.now(), password_for=lambda _p: PASSWORD)
+    validation = specs.validate(
+        specs.read_sources([ROOT / "workflows" / "demo"]), forms_dir=ROOT / "forms", sandbox=rt.sandbox
+    )
+    with db.write() as conn:
+        specs.deploy(conn, validation, actor="owner_1", now=rt.now())
+    db.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(url: str, workers: int, threads: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "GRIDCASE_SECRET_KEY": "bench-secret"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(threads),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "--keep-alive",
+            "30",
+            "api.app:create_app()",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/api/health")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.terminate()
+    raise SystemExit("gunicorn did not answer within 30 s")
+
+
+class Client:
+    """One keep-alive connection; records the latency of every request by endpoint label."""
+
+    def __init__(self, port: int, stats: dict[str, list[float]], lock: threading.Lock) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.stats, self.lock = stats, lock
+
+    def call(
+        self, label: str, method: str, path: str, body: object = None, token: str | None = None
+    ) -> object:
+        headers = {"Content-Type": "application/json"} if body is not None else {"Content-Length": "0"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        raw = json.dumps(body).encode() if body is not None else None
+        started = time.perf_counter()
+        self.conn.request(method, path, body=raw, headers=headers)
+        response = self.conn.getresponse()
+        data = response.read()
+        elapsed = time.perf_counter() - started
+        with self.lock:
+            self.stats[label].append(elapsed)
+        if response.status >= 400:
+            raise RuntimeError(f"{label}: {response.status} {data[:200]!r}")
+        return json.loads(data) if data else None
+
+    def login(self, person: str) -> str:
+        found = self.call("login", "POST", "/api/auth/login", {"login": person, "password": PASSWORD})
+        return str(found["token"])  # type: ignore[index]
+
+
+def lifecycle(c: Client, grid: str, worker: str, community: str, n: int) -> int:
+    """One demo case from intake to closure over HTTP; returns the number of tasks completed (2)."""
+    found = c.call(
+        "intake",
+        "POST",
+        "/api/cases",
+        {"process_id": "demo", "title": f"bench {grid} {n}", "grid_id": grid, "channel": "web"},
+        worker,
+    )
+    case_id = found["id"]  # type: ignore[index]
+    handle = next(t["id"] for t in found["tasks"] if t["state"] == "ready")  # type: ignore[index]
+    c.call("list", "GET", "/api/tasks?limit=20", token=worker)
+    c.call("claim", "POST", f"/api/tasks/{handle}/claim", token=worker)
+    c.call("complete", "POST", f"/api/tasks/{handle}/complete", {"data": {"result": "已处置"}}, worker)
+    case = c.call("case", "GET", f"/api/cases/{case_id}", token=community)
+    verify = next(t["id"] for t in case["tasks"] if t["state"] == "ready")  # type: ignore[index]
+    c.call("claim", "POST", f"/api/tasks/{verify}/claim", token=community)
+    c.call(
+        "complete", "POST", f"/api/tasks/{verify}/complete", {"data": {"verify_result": "pass"}}, community
+    )
+    return 2
+
+
+def drive(port: int, clients: int, seconds: float) -> tuple[float, dict[str, list[float]], int]:
+    stats: dict[str, list[float]] = defaultdict(list)
+    lock = threading.Lock()
+    done = [0]
+    errors: list[str] = []
+    ready = threading.Barrier(clients + 1)
+    stop_at = [0.0]
+
+    def run(i: int) -> None:
+        grid = GRIDS[i % len(GRIDS)]
+        c = Client(port, stats, lock)
+        try:
+            worker, community = c.login(f"gw_{grid}"), c.login(f"community_{COMMUNITY[grid]}")
+        finally:
+            ready.wait()
+        n = 0
+        while time.monotonic() < stop_at[0]:
+            try:
+                tasks = lifecycle(c, grid, worker, community, n)
+            except (RuntimeError, OSError) as err:
+                with lock:
+                    errors.append(str(err))
+                c = Client(port, stats, lock)
+                continue
+            n += 1
+            with lock:
+                done[0] += tasks
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    started = time.monotonic()
+    stop_at[0] = started + seconds
+    for t in threads:
+        t.join(timeout=seconds + 120)
+    elapsed = time.monotonic() - started
+    if errors:
+        print(f"  {len(errors)} failed requests, e.g. {errors[0]}")
+    stats.pop("login", None)
+    return done[0] / elapsed, stats, len(errors)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def http_step_cost(port: int, rounds: int) -> float:
+    """Mean ms of one claim + one complete over HTTP, one client, no concurrency."""
+    stats: dict[str, list[float]] = defaultdict(list)
+    c = Client(port, stats, threading.Lock())
+    worker, community = c.login("gw_g1"), c.login("community_c1")
+    for n in range(rounds):
+        lifecycle(c, "g1", worker, community, n)
+    steps = stats["claim"] + stats["complete"]
+    return statistics.mean(steps) * 1000
+
+
+def service_step_cost(rounds: int) -> float:
+    """Mean ms of the same claim + complete steps called in-process (casework → engine), on SQLite."""
+    folder = Path(tempfile.mkdtemp(prefix="gridcase-svc-"))
+    url = f"sqlite:///{folder / 'svc.db'}"
+    prepare(url)
+    rt = Runtime(db=Database(url))
+    with rt.db.read() as conn:
+        gw, community = access.principal(conn, "gw_g1"), access.principal(conn, "community_c1")
+    timings: list[float] = []
+    for n in range(rounds):
+        view, _ = casework.report_case(gw, casework.Intake("demo", f"svc {n}", "g1", "web"), rt=rt)
+        for who, spec, data in (
+            (gw, "handle", {"result": "已处置"}),
+            (community, "verify", {"verify_result": "pass"}),
+        ):
+            task = next(
+                t for t in casework.my_tasks(who, rt=rt) if t.case_id == view.id and t.task_spec == spec
+            )
+            t0 = time.perf_counter()
+            casework.claim(who, task.id, rt=rt)
+            t1 = time.perf_counter()
+            casework.complete(who, task.id, data, rt=rt)
+            t2 = time.perf_counter()
+            timings += [t1 - t0, t2 - t1]
+    rt.db.dispose()
+    shutil.rmtree(folder, ignore_errors=True)
+    return statistics.mean(timings) * 1000
+
+
+def run_backend(name: str, url: str, args: argparse.Namespace) -> tuple[float, float, float]:
+    prepare(url)
+    proc, port = start_server(url, args.workers, args.threads)
+    try:
+        http_cost = http_step_cost(port, args.serial_rounds)
+        rate, stats, _errors = drive(port, args.clients, args.seconds)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    everything = [v for values in stats.values() for v in values]
+    print(
+        f"{name}: {args.clients} clients × {args.seconds:g} s, "
+        f"gunicorn {args.workers} workers × {args.threads} threads"
+    )
+    print(f"  completed tasks/s: {rate:.1f}")
+    for label in ("intake", "list", "case", "claim", "complete"):
+        values = stats.get(label, [])
+        if values:
+            print(
+                f"  {label:<9} n={len(values):>6}  "
+                f"p50 {pct(values, 0.5):7.1f} ms  p99 {pct(values, 0.99):7.1f} ms"
+            )
+    p99 = pct(everything, 0.99) if everything else float("nan")
+    print(
+        f"  all       n={len(everything):>6}  p99 {p99:.1f} ms;  "
+        f"one step over HTTP (serial): {http_cost:.2f} ms"
+    )
+    return rate, p99, http_cost
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=25)
+    parser.add_argument("--serial-rounds", type=int, default=30)
+    args = parser.parse_args()
+    args.clients = max(1, min(args.clients, 200))
+    args.seconds = max(1.0, min(args.seconds, 120.0))
+
+    service = service_step_cost(args.serial_rounds)
+    print(f"service layer: one step (claim or complete, in-process, SQLite): {service:.2f} ms")
+    folder = Path(tempfile.mkdtemp(prefix="gridcase-bench-"))
+    try:
+        rate, p99, http_cost = run_backend("sqlite", f"sqlite:///{folder / 'bench.db'}", args)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    pg = os.environ.get("DATABASE_URL", "")
+    name = pg.rsplit("/", 1)[-1]
+    if pg.startswith("postgresql") and ("test" in name or "bench" in name):
+        run_backend("postgresql", pg, args)
+    elif pg:
+        print("postgresql: skipped (DATABASE_URL must name a scratch database containing 'test' or 'bench')")
+    print(f"RESULT tasks_per_s={rate:.1f} p99_ms={p99:.1f} http_vs_service={http_cost / service:.2f}")
+
+
+if __name__ == "__main__":
+    main()

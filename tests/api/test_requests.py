@@ -1,0 +1,165 @@
+"""Requests the API must refuse clearly and harmlessly (oversized, wrong type, malformed, unknown fields,
+bad headers), idempotent intake, optimistic concurrency, and 50 concurrent claims on a real server."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+
+from flask.testing import FlaskClient
+
+from engine.runtime import Runtime
+from tests.api.conftest import Tokens, World, ready_task
+
+INTAKE = {"process_id": "demo", "title": "楼道堆物", "grid_id": "g1", "channel": "hotline_12345"}
+
+
+def case_count(client: FlaskClient, tokens: Tokens) -> int:
+    return len(client.get("/api/cases", headers=tokens["supervisor_d"]).get_json()["items"])
+
+
+def test_a_retried_intake_with_the_same_idempotency_key_opens_one_case(
+    client: FlaskClient, tokens: Tokens
+) -> None:
+    headers = {**tokens["gw_g1"], "Idempotency-Key": "app-7f3a-0001"}
+    first = client.post("/api/cases", json=INTAKE, headers=headers)
+    again = client.post("/api/cases", json={**INTAKE, "title": "重试"}, headers=headers)
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.get_json()["id"] == first.get_json()["id"] and again.get_json()["title"] == "楼道堆物"
+    other = client.post(
+        "/api/cases", json=INTAKE, headers={**tokens["gw_g1_2"], "Idempotency-Key": "app-7f3a-0001"}
+    )
+    assert other.status_code == 201 and other.get_json()["id"] != first.get_json()["id"]
+    assert case_count(client, tokens) == 2
+
+
+def test_an_intake_answers_with_the_case_file_its_first_task_and_an_etag(
+    client: FlaskClient, tokens: Tokens
+) -> None:
+    got = client.post(
+        "/api/cases", json={**INTAKE, "reporter": {"phone": "13912345678"}}, headers=tokens["gw_g1"]
+    )
+    body = got.get_json()
+    assert got.status_code == 201 and got.headers["ETag"] == '"1"'
+    assert body["number"].startswith("DM") and body["status"] == "open" and body["channel"] == "hotline_12345"
+    assert [t["task_spec"] for t in body["tasks"]] == ["handle"]
+    assert body["data"]["reporter"]["phone"] == "13912345678"
+    assert body["timeline"][0]["action"] == "case.started"
+
+
+def test_bad_bodies_get_clear_4xx_codes_and_store_nothing(client: FlaskClient, tokens: Tokens) -> None:
+    auth = tokens["gw_g1"]
+    cases = [
+        (
+            client.post("/api/cases", data="{not json", headers=auth, content_type="application/json"),
+            400,
+            "request.malformed_json",
+        ),
+        (
+            client.post(
+                "/api/cases", data="title=x", headers=auth, content_type="application/x-www-form-urlencoded"
+            ),
+            415,
+            "request.unsupported_media_type",
+        ),
+        (client.post("/api/cases", json={**INTAKE, "sneaky": 1}, headers=auth), 422, "request.invalid"),
+        (client.post("/api/cases", json=[INTAKE], headers=auth), 422, "request.invalid"),
+        (client.post("/api/cases", json={**INTAKE, "channel": "fax"}, headers=auth), 422, "request.invalid"),
+        (
+            client.post("/api/cases", json={**INTAKE, "grid_id": "nowhere"}, headers=auth),
+            422,
+            "case.unknown_grid",
+        ),
+        (
+            client.post("/api/cases", json={**INTAKE, "process_id": "nope"}, headers=auth),
+            422,
+            "case.unknown_process",
+        ),
+        (
+            client.post("/api/cases", json={**INTAKE, "description": "x" * 1_100_000}, headers=auth),
+            413,
+            "request.too_large",
+        ),
+        (client.put("/api/cases", json=INTAKE, headers=auth), 405, "request.method_not_allowed"),
+        (client.get("/api/nothing-here", headers=auth), 404, "route.not_found"),
+    ]
+    for got, status, code in cases:
+        body = got.get_json()
+        assert (got.status_code, body["code"]) == (status, code), body
+        assert set(body) == {"code", "message", "details"} and body["message"]
+    fields = client.post("/api/cases", json={**INTAKE, "sneaky": 1}, headers=auth).get_json()["details"][
+        "fields"
+    ]
+    assert fields == {"sneaky": ["Unknown field."]}
+    assert case_count(client, tokens) == 0
+
+
+def test_a_stale_if_match_is_refused_with_409_and_the_current_version(
+    world: World, api_rt: Runtime, client: FlaskClient, tokens: Tokens
+) -> None:
+    task_id = ready_task(api_rt, world["A"], "handle")
+    seen = client.get(f"/api/tasks/{task_id}", headers=tokens["gw_g1"])
+    assert (
+        seen.headers["ETag"] == '"1"'
+        and seen.get_json()["actionable"]
+        and seen.get_json()["form"]["required"]
+    )
+    claimed = client.post(f"/api/tasks/{task_id}/claim", headers={**tokens["gw_g1"], "If-Match": '"1"'})
+    assert claimed.status_code == 200 and claimed.headers["ETag"] == '"2"'
+    stale = client.post(
+        f"/api/tasks/{task_id}/complete",
+        json={"data": {"result": "已清理"}},
+        headers={**tokens["gw_g1"], "If-Match": '"1"'},
+    )
+    assert stale.status_code == 409 and stale.get_json()["code"] == "case.stale_version"
+    assert stale.get_json()["details"]["version"] == 2
+    bad = client.post(f"/api/tasks/{task_id}/unclaim", headers={**tokens["gw_g1"], "If-Match": "yesterday"})
+    assert bad.status_code == 400 and bad.get_json()["code"] == "request.bad_if_match"
+    invalid = client.post(
+        f"/api/tasks/{task_id}/complete",
+        json={"data": {"result": ""}},
+        headers={**tokens["gw_g1"], "If-Match": '"2"'},
+    )
+    assert invalid.status_code == 422 and invalid.get_json()["code"] == "form.invalid"
+    done = client.post(
+        f"/api/tasks/{task_id}/complete",
+        json={"data": {"result": "已清理"}},
+        headers={**tokens["gw_g1"], "If-Match": 'W/"2"'},
+    )
+    assert (
+        done.status_code == 200 and done.get_json()["state"] == "completed" and done.headers["ETag"] == '"3"'
+    )
+    again = client.post(
+        f"/api/tasks/{task_id}/complete", json={"data": {"result": "x"}}, headers=tokens["gw_g1"]
+    )
+    assert again.status_code == 409 and again.get_json()["code"] == "task.already_completed"
+
+
+def test_fifty_concurrent_claims_of_one_task_give_exactly_one_200_and_49_409s(
+    world: World, api_rt: Runtime, tokens: Tokens, served: str
+) -> None:
+    task_id = ready_task(api_rt, world["A"], "handle")
+    people = ["gw_g1", "gw_g1_2", "supervisor_s1", "supervisor_d"]
+    headers = [{**tokens[people[i % len(people)]], "Content-Length": "0"} for i in range(50)]
+    barrier = threading.Barrier(50)
+    statuses: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def claim(i: int) -> None:
+        conn = http.client.HTTPConnection(served, timeout=60)
+        barrier.wait()
+        conn.request("POST", f"/api/tasks/{task_id}/claim", headers=headers[i])
+        response = conn.getresponse()
+        body = json.loads(response.read())
+        conn.close()
+        with lock:
+            statuses.append((response.status, body.get("code", "ok")))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(s for s, _ in statuses) == [200] + [409] * 49
+    assert {code for s, code in statuses if s == 409} == {"task.already_claimed"}
