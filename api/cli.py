@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -187,19 +189,25 @@ def serve(ctx: Ctx, host: str, port: int, no_demo: bool) -> None:
             ensure_demo(rt, config, click.echo)
     app = create_app(config, runtime=rt)
     server = make_server(host, port, app, threaded=True)
+
+    def stop(signum: int, _frame: object) -> None:
+        click.echo(f"stopping ({signal.Signals(signum).name})…")
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)  # Ctrl-C, or a service manager's stop
     click.echo(
         f"gridcase serving on http://{host}:{server.server_port}/  (database: {rt.db.dialect}; Ctrl-C stops)"
     )
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        click.echo("stopping…")
     finally:
         server.server_close()
         scheduler = app.extensions.get("gridcase.scheduler")
         if scheduler is not None:
             scheduler.stop()
         rt.db.dispose()
+        click.echo("stopped")
 
 
 # --- cases and tasks ------------------------------------------------------------------------------
