@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 
+from engine import tasks
 from engine.runtime import Runtime
 from tests.api.conftest import Tokens, World, ready_task
 
@@ -159,14 +160,46 @@ def test_work_lists_hold_only_the_callers_own_tasks(
 ) -> None:
     def specs_of(person: str) -> set[tuple[int, str]]:
         got = client.get("/api/tasks", headers=tokens[person])
-        assert got.status_code == 200
-        return {(t["case_id"], t["task_spec"]) for t in got.get_json()}
+        assert got.status_code == 200 and got.get_json()["next_cursor"] is None
+        return {(t["case_id"], t["task_spec"]) for t in got.get_json()["items"]}
 
     assert specs_of("gw_g1") == {(world["A"], "handle"), (world["H"], "handle")}
     assert specs_of("dept_urban_1") == {(world["D"], "handle")}
     assert specs_of("mediator_s1") == {(world["F"], "tier2")}
     assert specs_of("judicial_1") == {(world["I"], "tier3")}
     assert specs_of("owner_1") == set() and specs_of("resident_1") == set()
+
+
+def test_the_work_list_pages_with_a_cursor_without_repeats_or_gaps(
+    world: World, api_rt: Runtime, client: FlaskClient, tokens: Tokens
+) -> None:
+    for n in range(5):
+        client.post(
+            "/api/cases",
+            json={"process_id": "demo", "title": f"巡查 {n}", "grid_id": "g1", "channel": "grid_patrol"},
+            headers=tokens["gw_g1"],
+        )
+    whole = client.get("/api/tasks", headers=tokens["gw_g1"]).get_json()["items"]
+    assert len(whole) == 7
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        query = "?limit=3" + (f"&cursor={cursor}" if cursor else "")
+        page = client.get(f"/api/tasks{query}", headers=tokens["gw_g1"]).get_json()
+        seen += [t["id"] for t in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        if pages == 1:  # a task finished between pages drops out; nothing repeats, nothing is skipped
+            tasks.complete_task(whole[0]["id"], rt=api_rt, actor="gw_g1", data={"result": "已处置"})
+    assert seen == [t["id"] for t in whole] and pages == 3
+    for bad in ("nonsense", "dDIwMjUtMDMtMDM", "eA"):
+        got = client.get(f"/api/tasks?cursor={bad}", headers=tokens["gw_g1"])
+        assert got.status_code == 422 and got.get_json()["code"] == "search.bad_cursor", bad
+    got = client.get("/api/tasks?limit=0", headers=tokens["gw_g1"])
+    assert got.status_code == 422 and set(got.get_json()["details"]["fields"]) == {"limit"}
 
 
 @pytest.mark.parametrize(

@@ -255,7 +255,7 @@ def test_clocks_are_read_by_whoever_sees_the_case_and_nobody_else(
 def test_a_case_without_clocks_has_sla_status_none(
     api_rt: Runtime, client: FlaskClient, tokens: Tokens
 ) -> None:
-    case_id = report(api_rt, "gw_g1", "demo", "g1", "无时限")
+    case_id = report(api_rt, "gw_g1", "api_dispatch", "g1", "无时限")
     got = client.get(f"/api/cases/{case_id}/clocks", headers=tokens["gw_g1"]).get_json()
     assert (got["sla_status"], got["due_at"], got["clocks"]) == ("none", None, [])
 
@@ -345,7 +345,7 @@ def test_notifications_are_the_callers_own_and_marking_read_touches_only_those(
 
     [mine] = [n for n in inbox("gw_g1") if n["topic"] == "case.reminder"]
     [theirs] = [n for n in inbox("gw_g1_2") if n["topic"] == "case.reminder"]  # the other g1 worker
-    assert mine["case_id"] == slaed["X"] and "请今天办结" in mine["body"] and mine["read_at"] is None
+    assert mine["case_id"] == slaed["X"] and "催办" in mine["title"] and mine["read_at"] is None
     assert not [n for n in inbox("gw_g5") if n["topic"] == "case.reminder"]  # another grid
     status, got = post(
         client, "/api/notifications/read", tokens["gw_g1"], {"ids": [mine["id"], theirs["id"]]}
