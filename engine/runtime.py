@@ -227,7 +227,9 @@ def step(
                     {"case_id": case_id, "version": row.version, "expected_version": expected_version},
                 )
             if row.status not in statuses:
-                code = "case.suspended" if row.status == "suspended" else "case.closed"
+                code = {"suspended": "case.suspended", "open": "case.not_suspended"}.get(
+                    row.status, "case.closed"
+                )
                 raise Conflict(code, f"case {row.number} is {row.status}", {"status": row.status})
             entry = rt.specs.get(conn, row.spec_version_id)
             instance = rt.workflows.take(case_id, row.version) or load_instance(rt, conn, entry, case_id)

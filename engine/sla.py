@@ -435,7 +435,13 @@ def _fire(current: Step, clock: ClockRow, rung: str) -> None:
     _notify(current, clock, f"sla.{rung}", rung)
 
 
-def _notify(current: Step, clock: Mapping[str, object], topic: str, rung: str) -> None:
+def _notify(
+    current: Step,
+    clock: Mapping[str, object],
+    topic: str,
+    rung: str,
+    extra: Mapping[str, object] | None = None,
+) -> None:
     """Outbox rows for the people a rung concerns: the unit's handlers, then its leader, then above."""
     unit = clock.get("org_unit_id")
     targets: list[tuple[str, str]] = []
@@ -467,6 +473,7 @@ def _notify(current: Step, clock: Mapping[str, object], topic: str, rung: str) -
                 "task_id": clock.get("task_id"),
                 "due_at": _iso(clock.get("due_at")),
                 "rung": rung,
+                **dict(extra or {}),
             },
         )
 
@@ -677,20 +684,47 @@ def _reschedule(
     return plan
 
 
-def remind(case_id: int, *, rt: Runtime, actor: str, note: str) -> None:
+def remind(case_id: int, *, rt: Runtime, actor: str, note: str, expected_version: int | None = None) -> None:
     """催办: nudge the current handlers; logged and notified like a rung (no routing change)."""
-    _by_hand(case_id, rt=rt, actor=actor, note=note, action="case.reminder", message=None)
+    _by_hand(
+        case_id,
+        rt=rt,
+        actor=actor,
+        note=note,
+        action="case.reminder",
+        message=None,
+        expected_version=expected_version,
+    )
 
 
-def supervise(case_id: int, *, rt: Runtime, actor: str, note: str) -> None:
+def supervise(
+    case_id: int, *, rt: Runtime, actor: str, note: str, expected_version: int | None = None
+) -> None:
     """督办: formal escalation by a supervisor — raises priority, notifies up the chain, and sends the
     BPMN message ``sla_supervise`` to the open tasks' boundaries (the diagram decides the rest)."""
-    _by_hand(case_id, rt=rt, actor=actor, note=note, action="case.supervision", message="sla_supervise")
+    _by_hand(
+        case_id,
+        rt=rt,
+        actor=actor,
+        note=note,
+        action="case.supervision",
+        message="sla_supervise",
+        expected_version=expected_version,
+    )
 
 
-def _by_hand(case_id: int, *, rt: Runtime, actor: str, note: str, action: str, message: str | None) -> None:
+def _by_hand(
+    case_id: int,
+    *,
+    rt: Runtime,
+    actor: str,
+    note: str,
+    action: str,
+    message: str | None,
+    expected_version: int | None,
+) -> None:
     note = _reason(note)
-    with step(rt, case_id) as current:
+    with step(rt, case_id, expected_version=expected_version) as current:
         clocks = _case_clocks(current.conn, case_id, "running")
         for clock in clocks:
             rung = "supervise" if message else "warning"
@@ -698,7 +732,7 @@ def _by_hand(case_id: int, *, rt: Runtime, actor: str, note: str, action: str, m
                 current.instance.send_message(
                     message, {"by": actor, "note": note}, rt.clock, for_task=clock["task_id"]
                 )
-            _notify(current, clock, action, rung)
+            _notify(current, clock, action, rung, {"by": actor, "note": note})
         if message:
             current.case_values["priority"] = "urgent"
         from engine.projection import refresh
@@ -732,6 +766,7 @@ class ClockView:
     case_id: int
     task_id: str | None
     task_spec: str
+    clock_key: str
     org_unit_id: str | None
     budget: str
     state: str
@@ -766,6 +801,7 @@ def _view(m: ClockRow, calendar: WorkCalendar, now: datetime) -> ClockView:
         case_id=m["case_id"],
         task_id=m["task_id"],
         task_spec=m["task_spec"],
+        clock_key=m["clock_key"],
         org_unit_id=m["org_unit_id"],
         budget=m["budget"],
         state=m["state"],

@@ -190,8 +190,16 @@ def test_reminders_and_supervision_by_hand_are_logged_and_notified(slaed: Runtim
     assert audit_count(slaed, started.id, "case.reminder") == 1
     assert audit_count(slaed, started.id, "case.supervision") == 1
     assert cases.get_case(started.id, rt=slaed).priority == "urgent"
+    with slaed.db.read() as conn:
+        payloads = [
+            r[0] for r in conn.execute(select(outbox.c.payload).where(outbox.c.topic == "case.reminder"))
+        ]
+    assert payloads and all(p["note"] == "请尽快处理" and p["by"] == "street_s1" for p in payloads)
     with pytest.raises(InvalidInput):
         sla.remind(started.id, rt=slaed, actor="street_s1", note="  ")
+    with pytest.raises(Conflict) as not_suspended:
+        sla.resume_case(started.id, rt=slaed, actor="supervisor_s1")
+    assert not_suspended.value.code == "case.not_suspended"
 
 
 def test_why_is_this_red_is_answered_from_the_clock_alone(slaed: Runtime, clock: FixedClock) -> None:
