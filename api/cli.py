@@ -524,9 +524,15 @@ def calendar_reload(ctx: Ctx) -> None:
 @calendar_group.command("add")
 @click.argument("start")
 @click.argument("duration")
+@click.option(
+    "--org", "org_unit", help="count in this org unit's working hours (its own or its nearest ancestor's)."
+)
 @click.option("--hours", "hours_text", help="working hours, e.g. '08:30-12:00,13:30-17:30'.")
 @click.option("--explain", "show", is_flag=True, help="list each skipped day and why.")
-def calendar_add(start: str, duration: str, hours_text: str | None, show: bool) -> None:
+@pass_ctx
+def calendar_add(
+    ctx: Ctx, start: str, duration: str, org_unit: str | None, hours_text: str | None, show: bool
+) -> None:
     """Print START + DURATION (3WD, 2WH, P7D, PT2H …) as an ISO instant with offset."""
     with reported():
         try:
@@ -535,48 +541,44 @@ def calendar_add(start: str, duration: str, hours_text: str | None, show: bool) 
             raise InvalidInput("calendar.bad_instant", f"'{start}' is not an ISO 8601 instant", {}) from None
         if instant.tzinfo is None:
             instant = instant.replace(tzinfo=SHANGHAI)
+        if org_unit is not None and hours_text is None:
+            from engine import orgs
+
+            with ctx.rt.db.read() as conn:
+                orgs.get_unit(conn, org_unit)
+                hours_text = orgs.working_hours_of(conn, org_unit)
         overlay = os.environ.get("GRIDCASE_CALENDAR_DIR")
         calendar = WorkCalendar(Path(overlay) if overlay else None)
         hours = WorkingHours.from_text(hours_text) if hours_text else None
         deadline = calendar.add(instant, duration, hours=hours)
         click.echo(deadline.due_at.isoformat())
         if show:
+            click.echo(f"  working hours {hours or WorkingHours()}")
             for line in explain(deadline):
                 click.echo(f"  {line}")
 
 
-# --- pictures -------------------------------------------------------------------------------------
+@main.group("org")
+def org_group() -> None:
+    """The organisation: units and their working hours."""
 
 
-@main.command("diagram")
-@click.argument("bpmn_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="SVG file (default: stdout)."
-)
-@click.option(
-    "--highlight",
-    "marks",
-    multiple=True,
-    metavar="ID=CLASS",
-    help="mark an element: current, overdue, warning, done, another CSS class or #rrggbb (repeatable).",
-)
-def diagram_command(bpmn_file: Path, output: Path | None, marks: tuple[str, ...]) -> None:
-    """Draw a BPMN file's diagram (its DI) as a standalone SVG."""
-    from engine.diagram import render_file
+@org_group.command("hours")
+@click.argument("unit")
+@click.argument("hours", required=False)
+@click.option("--clear", is_flag=True, help="use the parent's (or the default) hours again.")
+@pass_ctx
+def org_hours(ctx: Ctx, unit: str, hours: str | None, clear: bool) -> None:
+    """Show, set ("08:00-12:00,14:00-18:00") or --clear a unit's working hours (new SLA clocks use them)."""
+    from engine import orgs
 
     with reported():
-        highlight: dict[str, str] = {}
-        for pair in marks:
-            element_id, sep, css = pair.partition("=")
-            if not sep or not element_id.strip() or not css.strip():
-                raise InvalidInput("diagram.bad_highlight", f"--highlight takes ID=CLASS, got '{pair}'", {})
-            highlight[element_id.strip()] = css.strip()
-        svg = render_file(bpmn_file, highlight=highlight)
-        if output is None:
-            click.echo(svg, nl=False)
-        else:
-            output.write_text(svg, encoding="utf-8")
-            click.echo(f"wrote {output}")
+        with ctx.rt.db.write() as conn:
+            if hours is not None or clear:
+                orgs.set_working_hours(conn, unit, None if clear else hours)
+            orgs.get_unit(conn, unit)
+            effective = orgs.working_hours_of(conn, unit)
+        click.echo(f"{unit}: {effective or str(WorkingHours()) + ' (default)'}")
 
 
 if __name__ == "__main__":

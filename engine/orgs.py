@@ -45,6 +45,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    update,
 )
 
 from engine.errors import Conflict, InvalidInput, NotFound
@@ -72,7 +73,9 @@ __all__ = [
     "memberships_of",
     "resolve_assignment",
     "scope_paths",
+    "set_working_hours",
     "verify_password",
+    "working_hours_of",
 ]
 
 ROLES: dict[str, str] = {
@@ -429,6 +432,33 @@ _MAY_ACT = fastsql.Statement(
     "       AND substr((SELECT t.path FROM org_unit t WHERE t.id = :unit), 1, length(u.path)) = u.path)"
     ") LIMIT 1"
 )
+
+
+# ------------------------------------------------------------------------------------------ working hours
+
+_HOURS = fastsql.Statement(
+    "SELECT u.working_hours FROM org_unit u JOIN org_unit t ON t.id = :unit"
+    " WHERE substr(t.path, 1, length(u.path)) = u.path AND u.working_hours IS NOT NULL"
+    " ORDER BY length(u.path) DESC LIMIT 1"
+)
+
+
+def working_hours_of(conn: Connection, unit_id: str | None) -> str | None:
+    """The working hours a unit keeps: its own, else its nearest ancestor's, else None (the default)."""
+    if unit_id is None:
+        return None
+    rows = fastsql.fetch(conn, _HOURS, {"unit": unit_id})
+    return str(rows[0][0]) if rows else None
+
+
+def set_working_hours(conn: Connection, unit_id: str, text: str | None) -> None:
+    """Set (or with None clear) a unit's working hours, e.g. "08:00-12:00,14:00-18:00"."""
+    from engine.calendar import WorkingHours
+
+    get_unit(conn, unit_id)
+    if text is not None:
+        text = str(WorkingHours.from_text(text))  # refuses malformed periods with calendar.* codes
+    conn.execute(update(org_unit).where(org_unit.c.id == unit_id).values(working_hours=text))
 
 
 # ----------------------------------------------------------------------------------------------- scopes

@@ -30,7 +30,15 @@ from typing import Any
 from sqlalchemy import Connection, Row, select, update
 
 from engine import audit, orgs, spiff
-from engine.calendar import Duration, DurationUnit, WorkCalendar, explain, parse_duration
+from engine.calendar import (
+    DEFAULT_HOURS,
+    Duration,
+    DurationUnit,
+    WorkCalendar,
+    WorkingHours,
+    explain,
+    parse_duration,
+)
 from engine.errors import Conflict, EngineError, InvalidInput, NotFound
 from engine.runtime import Runtime, Step, step
 from engine.store import fastsql
@@ -88,11 +96,16 @@ class Schedule:
     reason: str | None
 
 
-def _seconds(duration: Duration, calendar: WorkCalendar) -> tuple[str, int]:
-    if duration.unit is DurationUnit.WORKING_DAYS:
-        from engine.calendar import DEFAULT_HOURS
+def _hours(text: object) -> WorkingHours:
+    """A clock's working hours: the unit's own (recorded on the clock) or the default."""
+    return WorkingHours.from_text(text) if isinstance(text, str) and text else DEFAULT_HOURS
 
-        return "working", int(duration.working_days * DEFAULT_HOURS.day_length.total_seconds())
+
+def _seconds(
+    duration: Duration, calendar: WorkCalendar, hours: WorkingHours = DEFAULT_HOURS
+) -> tuple[str, int]:
+    if duration.unit is DurationUnit.WORKING_DAYS:
+        return "working", int(duration.working_days * hours.day_length.total_seconds())
     if duration.unit is DurationUnit.WORKING_HOURS:
         return "working", int(duration.working_time.total_seconds())
     if duration.months:
@@ -101,18 +114,22 @@ def _seconds(duration: Duration, calendar: WorkCalendar) -> tuple[str, int]:
 
 
 def _after(
-    calendar: WorkCalendar, start: datetime, kind: str, seconds: float
+    calendar: WorkCalendar, start: datetime, kind: str, seconds: float, hours: WorkingHours = DEFAULT_HOURS
 ) -> tuple[datetime, bool, str | None]:
     if kind == "calendar":
         return start + timedelta(seconds=seconds), False, None
     minutes = int(seconds // 60)
     duration = Duration(DurationUnit.WORKING_HOURS, f"{minutes}min", working_time=timedelta(minutes=minutes))
-    deadline = calendar.add(start, duration, provisional_ok=True)
+    deadline = calendar.add(start, duration, hours=hours, provisional_ok=True)
     return deadline.due_at, deadline.provisional, deadline.reason
 
 
 def paused_seconds(
-    calendar: WorkCalendar, kind: str, pauses: Sequence[Mapping[str, object]], now: datetime
+    calendar: WorkCalendar,
+    kind: str,
+    pauses: Sequence[Mapping[str, object]],
+    now: datetime,
+    hours: WorkingHours = DEFAULT_HOURS,
 ) -> int:
     total = 0.0
     for pause in pauses:
@@ -121,7 +138,9 @@ def paused_seconds(
         if kind == "calendar":
             total += max(0.0, (end - start).total_seconds())
         else:
-            total += calendar.working_time_between(start, end, provisional_ok=True).total_seconds()
+            total += calendar.working_time_between(
+                start, end, hours=hours, provisional_ok=True
+            ).total_seconds()
     return int(total)
 
 
@@ -135,15 +154,16 @@ def schedule(
     paused: int,
     supervise_after: str,
     escalate_after: str,
+    hours: WorkingHours = DEFAULT_HOURS,
 ) -> Schedule:
-    """Every rung instant of a clock, from its start, budget and paused time."""
-    due, provisional, reason = _after(calendar, started_at, kind, budget_seconds + paused)
+    """Every rung instant of a clock, from its start, budget and paused time, in the unit's hours."""
+    due, provisional, reason = _after(calendar, started_at, kind, budget_seconds + paused, hours)
     warn = None
     if warn_pct:
-        warn, p, r = _after(calendar, started_at, kind, budget_seconds * warn_pct / 100 + paused)
+        warn, p, r = _after(calendar, started_at, kind, budget_seconds * warn_pct / 100 + paused, hours)
         provisional, reason = provisional or p, reason or r
-    supervise = calendar.add(due, supervise_after, provisional_ok=True)
-    escalate = calendar.add(due, escalate_after, provisional_ok=True)
+    supervise = calendar.add(due, supervise_after, hours=hours, provisional_ok=True)
+    escalate = calendar.add(due, escalate_after, hours=hours, provisional_ok=True)
     provisional = provisional or supervise.provisional or escalate.provisional
     reason = reason or supervise.reason or escalate.reason
     return Schedule(warn, due, supervise.due_at, escalate.due_at, calendar.version, provisional, reason)
@@ -181,10 +201,10 @@ _INSERT_CLOCK = fastsql.Statement(
     "INSERT INTO sla_clock (case_id, task_id, task_spec, clock_key, org_unit_id, budget, budget_kind,"
     " budget_seconds, warn_pct, supervise_after, escalate_after, started_at, pauses, extensions, warn_due_at,"
     " due_at, supervise_at, escalate_at, next_rung_at, state, status, calendar_version, provisional,"
-    " provisional_reason) VALUES (:case_id, :task_id, :task_spec, :clock_key, :org_unit_id, :budget,"
-    " :budget_kind, :budget_seconds, :warn_pct, :supervise_after, :escalate_after, :started_at, :pauses,"
-    " :extensions, :warn_due_at, :due_at, :supervise_at, :escalate_at, :next_rung_at, :state, :status,"
-    " :calendar_version, :provisional, :provisional_reason)",
+    " provisional_reason, working_hours) VALUES (:case_id, :task_id, :task_spec, :clock_key,"
+    " :org_unit_id, :budget, :budget_kind, :budget_seconds, :warn_pct, :supervise_after, :escalate_after,"
+    " :started_at, :pauses, :extensions, :warn_due_at, :due_at, :supervise_at, :escalate_at, :next_rung_at,"
+    " :state, :status, :calendar_version, :provisional, :provisional_reason, :working_hours)",
     json=frozenset({"pauses", "extensions"}),
     instants=frozenset(
         {"started_at", "warn_due_at", "due_at", "supervise_at", "escalate_at", "next_rung_at"}
@@ -258,7 +278,9 @@ def _key(policy: ClockPolicy | None) -> str | None:
 
 def _start_clock(step: Step, task: OpenTask, policy: ClockPolicy) -> None:
     calendar = step.rt.calendar
-    kind, seconds = _seconds(parse_duration(policy.budget), calendar)
+    hours_text = orgs.working_hours_of(step.conn, task.unit)
+    hours = _hours(hours_text)
+    kind, seconds = _seconds(parse_duration(policy.budget), calendar, hours)
     plan = schedule(
         calendar,
         started_at=step.now,
@@ -268,8 +290,10 @@ def _start_clock(step: Step, task: OpenTask, policy: ClockPolicy) -> None:
         paused=0,
         supervise_after=policy.supervise_after,
         escalate_after=policy.escalate_after,
+        hours=hours,
     )
     values: ClockRow = {
+        "working_hours": hours_text,
         "case_id": step.case_id,
         "task_id": task.task_id,
         "task_spec": task.meta.bpmn_id,
@@ -307,11 +331,12 @@ def consumed_seconds(calendar: WorkCalendar, clock: Mapping[str, object], now: d
     assert isinstance(end, datetime)
     pauses = clock.get("pauses") or []
     assert isinstance(pauses, list)
+    hours = _hours(clock.get("working_hours"))
     if clock["budget_kind"] == "calendar":
         spent = (end - start).total_seconds()
     else:
-        spent = calendar.working_time_between(start, end, provisional_ok=True).total_seconds()
-    return max(0, int(spent) - paused_seconds(calendar, str(clock["budget_kind"]), pauses, end))
+        spent = calendar.working_time_between(start, end, hours=hours, provisional_ok=True).total_seconds()
+    return max(0, int(spent) - paused_seconds(calendar, str(clock["budget_kind"]), pauses, end, hours))
 
 
 # --- rungs ----------------------------------------------------------------------------------------
@@ -608,10 +633,11 @@ def apply_extension(
             "sla.no_open_clock", f"no running clock '{clock_key}' to extend", {"clock_key": clock_key}
         )
     m = _clock(clock)
-    kind, seconds = _seconds(parse_duration(added), current.rt.calendar)
+    hours = _hours(m.get("working_hours"))
+    kind, seconds = _seconds(parse_duration(added), current.rt.calendar, hours)
     if kind != m["budget_kind"]:
         raise InvalidInput("sla.extension_unit", f"extend a {m['budget_kind']} budget with the same unit", {})
-    original = _seconds(parse_duration(str(m["budget"])), current.rt.calendar)[1]
+    original = _seconds(parse_duration(str(m["budget"])), current.rt.calendar, hours)[1]
     granted = sum(int(e["seconds"]) for e in m["extensions"])
     if granted + seconds > original:
         raise InvalidInput(
@@ -646,8 +672,9 @@ def _reschedule(
     state: str,
 ) -> Schedule:
     calendar = current.rt.calendar
+    hours = _hours(clock.get("working_hours"))
     kind = str(clock["budget_kind"])
-    original = _seconds(parse_duration(str(clock["budget"])), calendar)[1]
+    original = _seconds(parse_duration(str(clock["budget"])), calendar, hours)[1]
     budget = original + sum(int(str(e["seconds"])) for e in extensions)
     started = clock["started_at"]
     assert isinstance(started, datetime)
@@ -657,9 +684,10 @@ def _reschedule(
         kind=kind,
         budget_seconds=budget,
         warn_pct=clock["warn_pct"] if isinstance(clock["warn_pct"], int) else None,
-        paused=paused_seconds(calendar, kind, pauses, current.now),
+        paused=paused_seconds(calendar, kind, pauses, current.now, hours),
         supervise_after=str(clock["supervise_after"] or DEFAULT_SUPERVISE_AFTER),
         escalate_after=str(clock["escalate_after"] or DEFAULT_ESCALATE_AFTER),
+        hours=hours,
     )
     values: ClockRow = {
         "pauses": pauses,
@@ -779,6 +807,7 @@ class ClockView:
     provisional: bool
     provisional_reason: str | None
     calendar_version: str
+    working_hours: str | None
     pauses: list[dict[str, object]]
     extensions: list[dict[str, object]]
 
@@ -814,6 +843,7 @@ def _view(m: ClockRow, calendar: WorkCalendar, now: datetime) -> ClockView:
         provisional=m["provisional"],
         provisional_reason=m["provisional_reason"],
         calendar_version=m["calendar_version"],
+        working_hours=m["working_hours"],
         pauses=list(m["pauses"]),
         extensions=list(m["extensions"]),
     )
@@ -834,7 +864,9 @@ def explain_clock(clock: ClockView, *, calendar: WorkCalendar) -> list[str]:
     for ext in clock.extensions:
         lines.append(f"延期 +{ext['added']}，{ext['by']} 于 {ext['at']} 批准：{ext.get('reason')}")
     if clock.due_at is not None:
-        deadline = calendar.add(clock.started_at, clock.budget, provisional_ok=True)
+        deadline = calendar.add(
+            clock.started_at, clock.budget, hours=_hours(clock.working_hours), provisional_ok=True
+        )
         lines.extend(explain(deadline)[:-1])
         lines.append(
             f"截止 {clock.due_at.astimezone(local).isoformat()}；"
@@ -848,8 +880,6 @@ def explain_clock(clock: ClockView, *, calendar: WorkCalendar) -> list[str]:
 
 
 def calendar_tz() -> tzinfo:
-    from engine.calendar import DEFAULT_HOURS
-
     return DEFAULT_HOURS.tz
 
 

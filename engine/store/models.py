@@ -64,6 +64,8 @@ org_unit = Table(
     Column("parent_id", String(64), ForeignKey("org_unit.id"), nullable=True, index=True),
     Column("path", String(1000), nullable=False, index=True),  # "/district/street/community/grid/"
     Column("created_at", UTCDateTime(), nullable=False),
+    # "08:30-12:00,13:30-17:30"; NULL = the nearest ancestor's, or the default (engine.calendar)
+    Column("working_hours", String(100), nullable=True),
 )
 
 person = Table(
@@ -244,6 +246,7 @@ sla_clock = Table(
     Column("calendar_version", String(200), nullable=False),
     Column("provisional", Boolean, nullable=False, default=False),
     Column("provisional_reason", String(300), nullable=True),
+    Column("working_hours", String(100), nullable=True),  # the unit's hours the clock counts in
     Index("ix_sla_clock_state_due", "state", "due_at"),
 )
 

@@ -253,3 +253,21 @@ def test_clock_arithmetic_uses_working_time_not_wall_time() -> None:
     assert plan.due_at == sh("2025-10-11T16:00")  # National Day week skipped, make-up Saturday counted
     assert plan.supervise_at == sh("2025-10-13T16:00")
     assert plan.due_at.astimezone(UTC) - timedelta(hours=0) == plan.due_at
+
+
+def test_a_clock_counts_in_its_units_working_hours_and_records_them(
+    slaed: Runtime, clock: FixedClock
+) -> None:
+    from engine import orgs
+
+    with slaed.db.write() as conn:
+        orgs.set_working_hours(conn, "c1", "08:00-12:00,14:00-18:00")  # the grid g1 inherits it
+    clock.set(sh("2025-03-03T11:00"))
+    started = start(slaed)
+    [view] = sla.case_clocks(started.id, rt=slaed)
+    assert view.working_hours == "08:00-12:00, 14:00-18:00"
+    assert view.due_at == sh("2025-03-03T15:00")  # 11–12, then 14–15 (the default would give 14:30)
+    with slaed.db.write() as conn:
+        orgs.set_working_hours(conn, "c1", None)
+    [unchanged] = sla.case_clocks(started.id, rt=slaed)  # a running clock keeps the hours it started with
+    assert unchanged.due_at == sh("2025-03-03T15:00")

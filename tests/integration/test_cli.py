@@ -1,0 +1,55 @@
+"""The ``gridcase`` commands a user types: clear output, exit codes, one line per problem, no tracebacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from api.cli import main
+from tests.conftest import REPO
+
+
+def run(db: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["--db", str(db), *args], env={"GRIDCASE_DEMO_PASSWORD": "pw"})
+    return result.exit_code, result.output
+
+
+def test_calendar_add_counts_in_an_org_units_working_hours(tmp_path: Path) -> None:
+    db = tmp_path / "cli.db"
+    assert run(db, "demo")[0] == 0
+    assert run(db, "org", "hours", "c1", "08:00-12:00,14:00-18:00") == (0, "c1: 08:00-12:00, 14:00-18:00\n")
+    assert run(db, "calendar", "add", "2025-03-03T11:00+08:00", "2WH", "--org", "g1")[1].startswith(
+        "2025-03-03T15:00:00+08:00"
+    )
+    assert run(db, "calendar", "add", "2025-09-30T10:00+08:00", "3WD")[1].startswith(
+        "2025-10-11T10:00:00+08:00"
+    )
+    code, output = run(db, "org", "hours", "g1", "8-12")
+    assert code == 1 and output.startswith("error: calendar.bad_working_hours") and "Traceback" not in output
+
+
+def test_validate_prints_each_problem_once_and_exits_1(tmp_path: Path) -> None:
+    broken = tmp_path / "workflows" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "broken.bpmn").write_text(
+        (REPO / "workflows" / "demo" / "demo.bpmn").read_text().replace('camunda:formKey="demo/verify"', "")
+    )
+    code, output = run(tmp_path / "v.db", "validate", str(broken), "--forms", str(REPO / "forms"))
+    assert code == 1
+    problem_lines = [line for line in output.splitlines() if "user task has no form" in line]
+    assert len(problem_lines) == 1 and "[verify]" in problem_lines[0]
+    assert output.strip().endswith("error: spec.invalid: 1 problem(s) found")
+
+
+def test_deploy_stores_nothing_when_any_process_has_an_error(tmp_path: Path) -> None:
+    workflows = tmp_path / "workflows"
+    (workflows / "demo").mkdir(parents=True)
+    (workflows / "demo" / "demo.bpmn").write_text((REPO / "workflows" / "demo" / "demo.bpmn").read_text())
+    (workflows / "zz_broken").mkdir()
+    (workflows / "zz_broken" / "zz.bpmn").write_text("<not xml")
+    db = tmp_path / "d.db"
+    code, output = run(db, "deploy", str(workflows), "--forms", str(REPO / "forms"))
+    assert code == 1 and "nothing was deployed" in output
+    code, output = run(db, "case", "start", "demo", "--title", "t", "--as", "gw_g1")
+    assert code == 1 and "spec.not_found" in output
