@@ -17,7 +17,7 @@ from engine import audit, orgs, specs, spiff
 from engine.errors import InvalidInput, NotFound
 from engine.projection import refresh
 from engine.runtime import Runtime, Step, lock_case, save_instance
-from engine.store.models import case, human_task
+from engine.store.models import case
 
 KINDS = {"work_order": "WO", "dispute": "DS", "grid_event": "GE", "demo": "DM"}
 MAX_TITLE = 200
@@ -214,13 +214,3 @@ def find_case(reference: str, *, rt: Runtime) -> CaseView:
     if row is None:
         raise NotFound("case.not_found", f"no case '{reference}'", {"reference": reference})
     return _view(row)
-
-
-def open_task_ids(case_id: int, *, rt: Runtime) -> list[str]:
-    with rt.db.read() as conn:
-        return [
-            r[0]
-            for r in conn.execute(
-                select(human_task.c.id).where(human_task.c.case_id == case_id, human_task.c.state == "ready")
-            )
-        ]

@@ -21,7 +21,7 @@ import contextvars
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -827,7 +827,3 @@ def _timer_due(value: object) -> datetime | None:
     except ValueError:
         return None
     return due if due.tzinfo is not None else due.replace(tzinfo=UTC)
-
-
-def user_task_lookup(instance: Instance) -> Callable[[str], Task]:
-    return instance._task
