@@ -87,6 +87,26 @@ def check_media_type() -> None:
         )
 
 
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def reject_nul_characters() -> None:
+    """NUL characters are never data here, and PostgreSQL text cannot hold them: 422 up front, for
+    every query value and JSON body, before any view or schema sees them."""
+    found = any(_has_nul(k) or _has_nul(v) for k, v in request.args.items(multi=True))
+    if not found and request.method in _UNSAFE and request.mimetype == JSON and _has_body():
+        found = _has_nul(request.get_json(silent=True))
+    if found:
+        raise ApiError(422, "request.nul_character", "text may not contain NUL (\\u0000) characters", {})
+
+
 def assign_request_id() -> None:
     given = request.headers.get("X-Request-Id", "")
     g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
@@ -121,4 +141,5 @@ def init_app(app: Flask) -> None:
     app.url_map.converters["id"] = IdConverter
     app.before_request(assign_request_id)
     app.before_request(check_media_type)
+    app.before_request(reject_nul_characters)
     app.after_request(add_request_id)

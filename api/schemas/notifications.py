@@ -26,7 +26,7 @@ class NotificationOut(ma.Schema):
 
 class MarkReadIn(RequestSchema):
     ids = fields.List(
-        fields.String(validate=validate.Length(min=1, max=100)),
+        fields.String(validate=[validate.Length(min=1, max=100), validate.Regexp(r"^\d+:[A-Za-z0-9_.-]+$")]),
         required=True,
         validate=validate.Length(min=1, max=MAX_MARK),
         metadata={"description": "ids of the caller's notifications; others' ids are ignored"},

@@ -163,3 +163,17 @@ def test_fifty_concurrent_claims_of_one_task_give_exactly_one_200_and_49_409s(
         t.join()
     assert sorted(s for s, _ in statuses) == [200] + [409] * 49
     assert {code for s, code in statuses if s == 409} == {"task.already_claimed"}
+
+
+def test_nul_characters_are_refused_up_front_on_both_databases_and_nothing_is_stored(
+    client: FlaskClient, tokens: Tokens
+) -> None:
+    auth = tokens["gw_g1"]
+    body = client.post("/api/cases", json={**INTAKE, "title": "楼道\u0000堆物"}, headers=auth)
+    query = client.get("/api/cases?text=%00", headers=tokens["supervisor_d"])
+    marks = client.post("/api/notifications/read", json={"ids": ["1:gw\u0000g1"]}, headers=auth)
+    assert [r.status_code for r in (body, query, marks)] == [422, 422, 422]
+    assert {r.get_json()["code"] for r in (body, query, marks)} == {"request.nul_character"}
+    assert case_count(client, tokens) == 0
+    malformed_id = client.post("/api/notifications/read", json={"ids": ["not-an-id"]}, headers=auth)
+    assert malformed_id.status_code == 422 and "ids" in malformed_id.get_json()["details"]["fields"]
