@@ -37,10 +37,6 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Select,
-    String,
-    bindparam,
-    case,
     false,
     func,
     or_,
@@ -348,50 +344,46 @@ def resolve_assignment(
     the first by path. One query (plus one to tell an unknown grid from "nobody" when nothing is found).
     """
     _check_role(role)
-    params: dict[str, object] = {"r_grid": grid_id, "r_role": role, "r_hint": unit_hint}
+    params: dict[str, object] = {"grid": grid_id, "role": role, "hint": unit_hint}
     if within_district:
-        params["r_root"] = "/" + get_unit(conn, grid_id).path.split("/")[1] + "/"
-    row = conn.execute(_assignment_statement(unit_hint is not None, within_district), params).first()
-    if row is not None:
-        return str(row.id)
+        params["root"] = "/" + get_unit(conn, grid_id).path.split("/")[1] + "/"
+    rows = fastsql.fetch(conn, _assignment_statement(unit_hint is not None, within_district), params)
+    if rows:
+        return str(rows[0][0])
     get_unit(conn, grid_id)  # NotFound for an unknown grid
     return None
 
 
-_ASSIGNMENT: dict[tuple[bool, bool], Select[tuple[str]]] = {}
+_ASSIGNMENT: dict[tuple[bool, bool], fastsql.Statement] = {}
 
 
-def _assignment_statement(hinted: bool, within_district: bool) -> Select[tuple[str]]:
-    """The assignment query for one combination of options, built once and reused with bound values."""
+def _assignment_statement(hinted: bool, within_district: bool) -> fastsql.Statement:
+    """The assignment query for one combination of options, written once (it runs for every new task).
+
+    Reach: the units on the grid's path (an ancestor-or-self: its path is a prefix of the grid's),
+    plus the hinted unit, plus (``within_district``) every unit of the grid's district. Order: the
+    hint first, then units on the path nearest first, then the rest by path.
+    """
     key = (hinted, within_district)
     if key in _ASSIGNMENT:
         return _ASSIGNMENT[key]
-    grid_path = select(org_unit.c.path).where(org_unit.c.id == bindparam("r_grid")).scalar_subquery()
-    on_path = _is_prefix(org_unit.c.path, grid_path)
-    reach: ColumnElement[bool] = on_path
-    order: list[ColumnElement[object]] = [func.length(org_unit.c.path).desc()]
+    on_path = "substr((SELECT g.path FROM org_unit g WHERE g.id = :grid), 1, length(u.path)) = u.path"
+    reach = [on_path]
+    order = [
+        f"CASE WHEN {on_path} THEN 0 ELSE 1 END",
+        f"CASE WHEN {on_path} THEN length(u.path) ELSE 0 END DESC",
+    ]
     if within_district:
-        root = bindparam("r_root", type_=String)
-        reach = or_(reach, func.substr(org_unit.c.path, 1, func.length(root)) == root)
-        order = [
-            case((on_path, 0), else_=1),
-            case((on_path, func.length(org_unit.c.path)), else_=0).desc(),
-            org_unit.c.path,
-        ]
+        reach.append("substr(u.path, 1, length(:root)) = :root")
+        order.append("u.path")
     if hinted:
-        is_hint = org_unit.c.id == bindparam("r_hint")
-        reach = or_(reach, is_hint)
-        order.insert(0, case((is_hint, 0), else_=1))
-    statement = (
-        select(org_unit.c.id)
-        .select_from(
-            org_unit.join(membership, membership.c.org_unit_id == org_unit.c.id).join(
-                person, person.c.id == membership.c.person_id
-            )
-        )
-        .where(reach, membership.c.role == bindparam("r_role"), person.c.active.is_(True))
-        .order_by(*order)
-        .limit(1)
+        reach.append("u.id = :hint")
+        order.insert(0, "CASE WHEN u.id = :hint THEN 0 ELSE 1 END")
+    statement = fastsql.Statement(
+        "SELECT u.id FROM org_unit u JOIN membership m ON m.org_unit_id = u.id"
+        " JOIN person p ON p.id = m.person_id"
+        f" WHERE ({' OR '.join(reach)}) AND m.role = :role AND p.active"
+        f" ORDER BY {', '.join(order)} LIMIT 1"
     )
     _ASSIGNMENT[key] = statement
     return statement

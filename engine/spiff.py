@@ -507,6 +507,7 @@ class Instance:
         self.workflow = workflow
         self._saved: dict[UUID, _Fingerprint] = saved if saved is not None else {}
         self._ready: list[ReadyUserTask] | None = None  # from the last scan; None once something changed
+        self._scan: tuple[dict[UUID, _Fingerprint], list[Task]] | None = None  # fingerprints, changed tasks
 
     # -- creation and loading
     @classmethod
@@ -712,24 +713,35 @@ class Instance:
         """A workflow that cannot move on must say so loudly, never pass for completed (trap 5).
 
         One pass over the flat task table (no tree walk, so no depth limit), which also collects the
-        ready user tasks for the projection.
+        ready user tasks for the projection and the fingerprints the next save compares.
         """
         ready: list[ReadyUserTask] = []
         unfinished: list[Task] = []
         engine_ready: list[Task] = []
         live = False
-        for t in self._all_tasks():
+        saved = self._saved
+        current: dict[UUID, _Fingerprint] = {}
+        changed: list[Task] = []
+        not_finished, ready_state = TaskState.NOT_FINISHED_MASK, TaskState.READY
+        waiting = TaskState.WAITING | TaskState.STARTED
+        top = self.workflow.tasks
+        subtasks = [t for sub in self.workflow.subprocesses.values() for t in sub.tasks.values()]
+        for t in (*top.values(), *subtasks):
             state = t.state
-            if not state & TaskState.NOT_FINISHED_MASK:
+            if t.workflow is self.workflow:  # fingerprints are kept for the top workflow's rows
+                fp = current[t.id] = (state, t.last_state_change, len(t._children))
+                if saved.get(t.id) != fp:
+                    changed.append(t)
+            if not state & not_finished:
                 continue
             unfinished.append(t)
-            if state == TaskState.READY:
+            if state == ready_state:
                 live = True
                 if isinstance(t.task_spec, _UserTaskMixin):
                     ready.append(ReadyUserTask(str(t.id), t.task_spec.name, t.data))
                 elif not t.task_spec.manual:
                     engine_ready.append(t)
-            elif state & (TaskState.WAITING | TaskState.STARTED):
+            elif state & waiting:
                 live = True
         if self.workflow.completed and unfinished:
             raise _stalled("the workflow reports completion while tasks are unfinished", unfinished)
@@ -738,6 +750,7 @@ class Instance:
         if not self.workflow.completed and not live:
             raise _stalled("the workflow can make no progress: nothing is ready or waiting", unfinished)
         self._ready = ready
+        self._scan = (current, changed)
 
     def _all_tasks(self) -> Iterator[Task]:
         yield from self.workflow.tasks.values()
@@ -749,17 +762,17 @@ class Instance:
         """Serialize what changed since the last save (all of it the first time)."""
         registry = _serializer().registry
         wf = self.workflow
-        current: dict[UUID, _Fingerprint] = {}
-        upserts: dict[str, str] = {}
         saved = self._saved
-        for tid, task in wf.tasks.items():
-            fp = (task.state, task.last_state_change, len(task._children))
-            current[tid] = fp
-            if saved.get(tid) != fp:
-                upserts[str(tid)] = json.dumps(
-                    registry.convert(task), ensure_ascii=False, default=_json_default
-                )
-        deletes = [str(tid) for tid in saved if tid not in current]
+        if self._ready is not None and self._scan is not None:  # nothing ran since the last scan
+            current, changed = self._scan
+        else:
+            current = {tid: (t.state, t.last_state_change, len(t._children)) for tid, t in wf.tasks.items()}
+            changed = [wf.tasks[tid] for tid, fp in current.items() if saved.get(tid) != fp]
+        upserts = {
+            str(task.id): json.dumps(registry.convert(task), ensure_ascii=False, default=_json_default)
+            for task in changed
+        }
+        deletes = [str(tid) for tid in saved.keys() - current.keys()]
         body = {
             "typename": registry.typenames[BpmnWorkflow],
             "data": registry.convert(registry.clean(wf.data)),
@@ -772,6 +785,7 @@ class Instance:
             "bpmn_events": registry.convert(wf.bpmn_events),
         }
         self._saved = current
+        self._scan = None
         return StateDelta(json.dumps(body, ensure_ascii=False, default=_json_default), upserts, deletes)
 
 
