@@ -360,7 +360,12 @@ def test_notifications_are_the_callers_own_and_marking_read_touches_only_those(
 
 @pytest.mark.parametrize(
     ("body", "fields"),
-    [({}, {"ids"}), ({"ids": []}, {"ids"}), ({"ids": "n1"}, {"ids"}), ({"ids": ["1:gw_g1"], "all": True}, {"all"})],
+    [
+        ({}, {"ids"}),
+        ({"ids": []}, {"ids"}),
+        ({"ids": "n1"}, {"ids"}),
+        ({"ids": ["1:gw_g1"], "all": True}, {"all"}),
+    ],
 )
 def test_marking_read_with_a_bad_body_is_422(
     body: dict[str, object], fields: set[str], client: FlaskClient, tokens: Tokens
