@@ -9,6 +9,9 @@ caller locks the case row with ``SELECT … FOR UPDATE`` (``lock_case``).
 from __future__ import annotations
 
 import os
+import random
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +21,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.pool import NullPool
+
+from engine.errors import Conflict
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _WRITE = "gridcase_write"
@@ -53,8 +58,37 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+WRITER_WAIT_S = 30.0  # how long a writer waits for SQLite's single write lock before giving up
+
+
 def _sqlite_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+    if not conn.get_execution_options().get(_WRITE):
+        conn.exec_driver_sql("BEGIN")
+        return
+    # Take the write lock ourselves, polling every millisecond or so: SQLite's own busy handler backs
+    # off to 100 ms sleeps, which under contention from several processes turns into second-long
+    # tails. Statements inside the transaction keep the ordinary busy timeout.
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    deadline = time.monotonic() + WRITER_WAIT_S
+    try:
+        cursor.execute("PRAGMA busy_timeout=0")
+        while True:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) and "busy" not in str(err):
+                    raise
+                if time.monotonic() > deadline:
+                    raise Conflict(
+                        "store.busy",
+                        f"another writer held the database for over {WRITER_WAIT_S:g} s; try again",
+                        {"waited_s": WRITER_WAIT_S},
+                    ) from None
+                time.sleep(random.uniform(0.0005, 0.002))
+    finally:
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
 
 
 class Database:
