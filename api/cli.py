@@ -581,5 +581,36 @@ def org_hours(ctx: Ctx, unit: str, hours: str | None, clear: bool) -> None:
         click.echo(f"{unit}: {effective or str(WorkingHours()) + ' (default)'}")
 
 
+@main.command("diagram")
+@click.argument("bpmn_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="SVG file (default: stdout)."
+)
+@click.option(
+    "--highlight",
+    "marks",
+    multiple=True,
+    metavar="ID=CLASS",
+    help="mark an element: current, overdue, warning, done, another CSS class or #rrggbb (repeatable).",
+)
+def diagram_command(bpmn_file: Path, output: Path | None, marks: tuple[str, ...]) -> None:
+    """Draw a BPMN file's diagram (its DI) as a standalone SVG."""
+    from engine.diagram import render_file
+
+    with reported():
+        highlight: dict[str, str] = {}
+        for pair in marks:
+            element_id, sep, css = pair.partition("=")
+            if not sep or not element_id.strip() or not css.strip():
+                raise InvalidInput("diagram.bad_highlight", f"--highlight takes ID=CLASS, got '{pair}'", {})
+            highlight[element_id.strip()] = css.strip()
+        svg = render_file(bpmn_file, highlight=highlight)
+        if output is None:
+            click.echo(svg, nl=False)
+        else:
+            output.write_text(svg, encoding="utf-8")
+            click.echo(f"wrote {output}")
+
+
 if __name__ == "__main__":
     main()

@@ -53,3 +53,15 @@ def test_deploy_stores_nothing_when_any_process_has_an_error(tmp_path: Path) -> 
     assert code == 1 and "nothing was deployed" in output
     code, output = run(db, "case", "start", "demo", "--title", "t", "--as", "gw_g1")
     assert code == 1 and "spec.not_found" in output
+
+
+def test_diagram_draws_a_process_as_svg_with_highlights(tmp_path: Path) -> None:
+    out = tmp_path / "demo.svg"
+    bpmn = str(REPO / "workflows" / "demo" / "demo.bpmn")
+    code, output = run(tmp_path / "x.db", "diagram", bpmn, "-o", str(out), "--highlight", "handle=current")
+    assert code == 0 and output.strip() == f"wrote {out}"
+    svg = out.read_text(encoding="utf-8")
+    assert svg.startswith("<svg") or "<svg" in svg[:200]
+    assert "处置" in svg and "current" in svg
+    code, output = run(tmp_path / "x.db", "diagram", bpmn, "--highlight", "handle")
+    assert code == 1 and output.startswith("error: diagram.bad_highlight")
