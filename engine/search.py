@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Connection, exists, func, or_, select
 
 from engine import access, orgs
-from engine.audit import timeline
+from engine.audit import AuditEvent, timeline
 from engine.errors import InvalidInput
 from engine.runtime import Runtime
 from engine.store.models import attachment, case, human_task, org_unit, sla_clock
@@ -32,7 +32,6 @@ __all__ = [
     "CaseSummary",
     "SlaState",
     "TaskInfo",
-    "TimelineEntry",
     "case_file",
     "decode_cursor",
     "encode_cursor",
@@ -98,17 +97,6 @@ class TaskInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class TimelineEntry:
-    id: int
-    at: datetime
-    actor_id: str | None
-    action: str
-    task_id: str | None
-    before: object
-    after: object
-
-
-@dataclass(frozen=True, slots=True)
 class AttachmentInfo:
     id: str
     filename: str
@@ -147,7 +135,7 @@ class CaseFile:
     related_case_id: int | None
     personal_data_masked: bool
     tasks: list[TaskInfo]
-    timeline: list[TimelineEntry]
+    timeline: list[AuditEvent]
     attachments: list[AttachmentInfo]
     sla: SlaState
 
@@ -296,7 +284,7 @@ def case_file(who: access.Principal, case_id: int, *, rt: Runtime) -> CaseFile:
             for t in task_rows
         ],
         timeline=[
-            TimelineEntry(e.id, e.at, e.actor_id, e.action, e.task_id, shown(e.before), shown(e.after))
+            replace(e, before=shown(e.before), after=shown(e.after))  # masked where the caller needs it
             for e in events
         ],
         attachments=[
