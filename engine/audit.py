@@ -5,7 +5,7 @@ Rows are only ever inserted; nothing in the engine updates or deletes them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,6 +53,13 @@ def record(
     )
 
 
+def record_many(conn: Connection, events: Sequence[Mapping[str, object]]) -> None:
+    """Insert many events at once (keys as ``record``'s arguments, ``action`` included)."""
+    if events:
+        fastsql.execute(conn, _INSERT, [{**_NO_TASK, **e} for e in events])
+
+
+_NO_TASK: dict[str, object] = {"task_id": None, "before": None, "after": None}
 _INSERT = fastsql.Statement(
     "INSERT INTO audit_event (case_id, at, actor_id, action, task_id, before, after)"
     " VALUES (:case_id, :at, :actor_id, :action, :task_id, :before, :after)",

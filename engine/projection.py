@@ -4,9 +4,10 @@ the case's ``next_wake_at``. Work lists and schedulers read these tables, never 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from engine import audit, orgs, sla
 from engine.runtime import Step
@@ -154,6 +155,12 @@ def enqueue(step: Step, topic: str, payload: dict[str, object], *, recipient_id:
             "attempts": 0,
         },
     )
+
+
+def enqueue_many(conn: Connection, rows: Sequence[Mapping[str, object]]) -> None:
+    """Queue many outbox rows at once (columns as ``enqueue`` writes them), in the caller's transaction."""
+    if rows:
+        fastsql.execute(conn, _INSERT_OUTBOX, rows)
 
 
 def _assign_unit(step: Step, role: str, data: dict[str, object]) -> str | None:

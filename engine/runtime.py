@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -42,6 +42,7 @@ class SpecEntry:
     subprocess_specs: dict[str, spiff.ProcessSpec]
     user_tasks: dict[str, spiff.TaskMeta]
     forms: dict[str, str]
+    caught: dict[str, frozenset[str]]  # activity BPMN id -> messages its boundary events catch
 
 
 class SpecCache:
@@ -66,6 +67,7 @@ class SpecCache:
             subprocess_specs=subs,
             user_tasks={k: spiff.TaskMeta.from_dict(v) for k, v in row.task_meta.items()},
             forms=dict(row.files.get("forms", {})),
+            caught=spiff.boundary_messages([spec, *subs.values()]),
         )
         with self._lock:
             self._entries.setdefault(version_id, entry)
@@ -99,6 +101,15 @@ class WorkflowCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+
+    def bumped(self, versions: Mapping[int, int]) -> None:
+        """Cases whose version moved (case id -> new version) without their workflow changing, e.g. an
+        SLA rung fired set-based: a cached workflow at the version before stays good."""
+        with self._lock:
+            for case_id, new in versions.items():
+                item = self._items.get(case_id)
+                if item is not None and item[0] == new - 1:
+                    self._items[case_id] = (new, item[1])
 
 
 def default_calendar() -> WorkCalendar:

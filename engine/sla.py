@@ -346,6 +346,7 @@ def consumed_seconds(calendar: WorkCalendar, clock: Mapping[str, object], now: d
 class RungReport:
     fired: list[tuple[int, str]] = field(default_factory=list)  # (clock id, rung)
     failed: dict[int, str] = field(default_factory=dict)  # case id -> error code
+    cases: set[int] = field(default_factory=set)  # cases with a rung fired
 
 
 _FIRED_COLUMN = {
@@ -363,15 +364,19 @@ _RUNG_AT = {
 _STATUS_AFTER = {"warning": "warning", "overdue": "overdue", "supervise": "overdue", "escalate": "overdue"}
 
 
-def due_rung_cases(rt: Runtime, now: datetime, *, limit: int = 500) -> list[int]:
-    """Cases with a clock whose next rung has come (distinct, earliest first)."""
+def due_rung_cases(
+    rt: Runtime, now: datetime, *, limit: int = 500, case_ids: Sequence[int] | None = None
+) -> list[int]:
+    """Open cases with a clock whose next rung has come (distinct, earliest first)."""
+    query = (
+        select(sla_clock.c.case_id, sla_clock.c.next_rung_at)
+        .join(case, case.c.id == sla_clock.c.case_id)
+        .where(sla_clock.c.state == "running", sla_clock.c.next_rung_at <= now, case.c.status == "open")
+    )
+    if case_ids is not None:
+        query = query.where(sla_clock.c.case_id.in_(list(case_ids)))
     with rt.db.read() as conn:
-        rows = conn.execute(
-            select(sla_clock.c.case_id, sla_clock.c.next_rung_at)
-            .where(sla_clock.c.state == "running", sla_clock.c.next_rung_at <= now)
-            .order_by(sla_clock.c.next_rung_at)
-            .limit(limit)
-        ).all()
+        rows = conn.execute(query.order_by(sla_clock.c.next_rung_at).limit(limit)).all()
     seen: dict[int, None] = {}
     for row in rows:
         seen.setdefault(int(row.case_id))
@@ -468,69 +473,267 @@ def _notify(
     extra: Mapping[str, object] | None = None,
 ) -> None:
     """Outbox rows for the people a rung concerns: the unit's handlers, then its leader, then above."""
+    from engine.projection import enqueue
+
+    task_id = clock.get("task_id")
+    role = _task_roles(current.conn, [task_id]).get(task_id) if isinstance(task_id, str) else None
+    payload = _rung_payload(clock, rung, current.case.number, current.case.title)
+    for role_to, target in _targets(current.conn, clock, rung, role, {}):
+        enqueue(current, topic, {"role": role_to, "org_unit_id": target, **payload, **dict(extra or {})})
+
+
+def _rung_payload(clock: Mapping[str, object], rung: str, number: str, title: object) -> dict[str, object]:
+    return {
+        "case_number": number,
+        "case_title": title,
+        "task_spec": clock.get("task_spec"),
+        "task_id": clock.get("task_id"),
+        "due_at": _iso(clock.get("due_at")),
+        "rung": rung,
+    }
+
+
+def _targets(
+    conn: Connection,
+    clock: Mapping[str, object],
+    rung: str,
+    task_role: str | None,
+    above: dict[str, list[orgs.UnitRow]],
+) -> list[tuple[str, str]]:
+    """(role, org unit) to notify of a rung: the task's role in the clock's unit, from overdue on the
+    unit's leader, from 督办 on the supervisor of the level above, and at escalation the command centre.
+    ``above`` caches the unit chains of one batch."""
     unit = clock.get("org_unit_id")
     targets: list[tuple[str, str]] = []
-    task_role = _task_role(current.conn, clock.get("task_id"))
-    if isinstance(unit, str):
-        if task_role:
-            targets.append((task_role, unit))
-        if rung != "warning":
-            targets.append(("leader", unit))
-        if rung in ("supervise", "escalate"):
-            chain = orgs.ancestors(current.conn, unit)
-            above = chain[1] if len(chain) > 1 else None
-            if above is not None:
-                targets.append(("supervisor", above.id))
-            if rung == "escalate":
-                targets.append(("command_centre", chain[-1].id))
-    for role, target in targets:
-        from engine.projection import enqueue
-
-        enqueue(
-            current,
-            topic,
-            {
-                "role": role,
-                "org_unit_id": target,
-                "case_number": current.case.number,
-                "case_title": current.case.title,
-                "task_spec": clock.get("task_spec"),
-                "task_id": clock.get("task_id"),
-                "due_at": _iso(clock.get("due_at")),
-                "rung": rung,
-                **dict(extra or {}),
-            },
-        )
+    if not isinstance(unit, str):
+        return targets
+    if task_role:
+        targets.append((task_role, unit))
+    if rung != "warning":
+        targets.append(("leader", unit))
+    if rung in ("supervise", "escalate"):
+        chain = above.get(unit)
+        if chain is None:
+            chain = above[unit] = orgs.ancestors(conn, unit)
+        if len(chain) > 1:
+            targets.append(("supervisor", chain[1].id))
+        if rung == "escalate":
+            targets.append(("command_centre", chain[-1].id))
+    return targets
 
 
-def _task_role(conn: Connection, task_id: object) -> str | None:
-    if not isinstance(task_id, str):
-        return None
+def _task_roles(conn: Connection, task_ids: Sequence[str]) -> dict[str, str]:
+    """Task id -> the role its human task is assigned to."""
+    if not task_ids:
+        return {}
     from engine.store.models import human_task
 
-    role = conn.execute(select(human_task.c.role).where(human_task.c.id == task_id)).scalar()
-    return str(role) if role else None
+    rows = conn.execute(
+        select(human_task.c.id, human_task.c.role).where(human_task.c.id.in_(sorted(set(task_ids))))
+    ).all()
+    return {str(r.id): str(r.role) for r in rows if r.role}
 
 
 def _iso(value: object) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else None
 
 
-def fire_due_rungs(*, rt: Runtime, limit: int = 500) -> RungReport:
-    """Fire every rung that has come, case by case; log and carry on past a failing case."""
+def fire_due_rungs(*, rt: Runtime, limit: int = 500, case_ids: Sequence[int] | None = None) -> RungReport:
+    """Fire every rung that has come (of ``case_ids`` only, when given).
+
+    Most rungs change nothing in the workflow: no boundary event of the clock's task catches
+    ``sla_<rung>`` (read from the spec, ``SpecEntry.caught``). Those are fired set-based, up to ``limit``
+    clocks per transaction (``fire_rung_batch``). A case with a rung its diagram catches runs in its own
+    step (``fire_rungs_of_case``), which delivers the message. When a batch fails, its cases are fired one
+    by one instead, so a bad case is logged and marked an incident while the others still fire.
+    """
     report = RungReport()
-    for case_id in due_rung_cases(rt, rt.now(), limit=limit):
+    tried: set[int] = set()
+    while True:
         try:
-            report.fired.extend(fire_rungs_of_case(case_id, rt=rt))
-        except Conflict as err:
-            if err.code in ("case.closed", "case.suspended"):
-                continue  # a rung of a closed or suspended case does not fire
-            report.failed[case_id] = err.code
-            log.error("SLA rungs of case %s failed: %s", case_id, err)
-        except EngineError as err:
-            report.failed[case_id] = err.code
-            log.error("SLA rungs of case %s failed: %s", case_id, err)
-    return report
+            batch = fire_rung_batch(rt, limit=limit, case_ids=case_ids)
+        except Exception:  # a bug or a bad row must not stop the other cases
+            log.exception("a batch of SLA rungs failed; firing its cases one by one")
+            batch = RungBatch(stepwise=due_rung_cases(rt, rt.now(), limit=limit, case_ids=case_ids))
+        report.fired.extend(batch.fired)
+        report.cases.update(batch.cases)
+        stepwise = [c for c in batch.stepwise if c not in tried]
+        if not stepwise and not batch.fired:
+            return report
+        for case_id in stepwise:
+            tried.add(case_id)
+            try:
+                fired = fire_rungs_of_case(case_id, rt=rt)
+                report.fired.extend(fired)
+                if fired:
+                    report.cases.add(case_id)
+            except Conflict as err:
+                if err.code in ("case.closed", "case.suspended"):
+                    continue  # a rung of a closed or suspended case does not fire
+                _failed(rt, report, case_id, err)
+            except Exception as err:
+                _failed(rt, report, case_id, err)
+
+
+def _failed(rt: Runtime, report: RungReport, case_id: int, err: Exception) -> None:
+    from engine.timers import mark_incident
+
+    code = err.code if isinstance(err, EngineError) else "internal_error"
+    report.failed[case_id] = code
+    log.error("SLA rungs of case %s failed: %s", case_id, err, exc_info=not isinstance(err, EngineError))
+    mark_incident(rt, case_id, err)
+
+
+@dataclass(slots=True)
+class RungBatch:
+    fired: list[tuple[int, str]] = field(default_factory=list)  # (clock id, rung)
+    cases: list[int] = field(default_factory=list)  # cases with a rung fired
+    stepwise: list[int] = field(default_factory=list)  # cases whose diagram catches a due rung
+
+
+_DUE_COLUMNS = (
+    *sla_clock.c,
+    case.c.number.label("case_number"),
+    case.c.title.label("case_title"),
+    case.c.spec_version_id.label("case_spec_version_id"),
+    case.c.version.label("case_version"),
+)
+_BATCH_CLOCK = fastsql.Statement(
+    "UPDATE sla_clock SET status = :status, next_rung_at = :next_rung_at, warning_fired_at = :warning,"
+    " overdue_fired_at = :overdue, supervise_fired_at = :supervise, escalate_fired_at = :escalate"
+    " WHERE id = :id AND state = 'running'",
+    instants=frozenset({"next_rung_at", "warning", "overdue", "supervise", "escalate"}),
+)
+_BATCH_CASE = fastsql.Statement(
+    'UPDATE "case" SET version = version + 1, updated_at = :now,'
+    " priority = CASE WHEN :urgent = 1 THEN 'urgent' ELSE priority END WHERE id = :id",
+    instants=frozenset({"now"}),
+)
+
+
+def fire_rung_batch(rt: Runtime, *, limit: int = 500, case_ids: Sequence[int] | None = None) -> RungBatch:
+    """One transaction: fire the due rungs of up to ``limit`` clocks that no boundary event catches —
+    clock status and fired instants, an audit event and outbox notifications per rung, the case's
+    version (and priority, from 督办 on) — and name the cases that need their own step.
+
+    The same writes, row for row, as ``fire_rungs_of_case`` makes for a rung nothing catches. Locks: the
+    whole database on SQLite (one writer); on PostgreSQL the cases' rows, ``SKIP LOCKED`` (a case in a
+    step right now is left to the next round), in the order steps take them (case, then clocks).
+    """
+    batch = RungBatch()
+    with rt.db.write() as conn:
+        now = rt.now()
+        due = (
+            select(*_DUE_COLUMNS)
+            .join(case, case.c.id == sla_clock.c.case_id)
+            .where(sla_clock.c.state == "running", sla_clock.c.next_rung_at <= now, case.c.status == "open")
+        )
+        if case_ids is not None:
+            due = due.where(sla_clock.c.case_id.in_(list(case_ids)))
+        rows = conn.execute(due.order_by(sla_clock.c.next_rung_at).limit(limit)).all()
+        if rows and conn.dialect.name == "postgresql":
+            wanted = sorted({int(r.case_id) for r in rows})
+            locked = list(
+                conn.execute(
+                    select(case.c.id)
+                    .where(case.c.id.in_(wanted), case.c.status == "open")
+                    .order_by(case.c.id)
+                    .with_for_update(skip_locked=True)
+                ).scalars()
+            )
+            rows = conn.execute(due.where(sla_clock.c.case_id.in_(locked))).all() if locked else []
+        plan = _plan_batch(rt, conn, [dict(r._mapping) for r in rows], now)
+        batch.stepwise = plan.stepwise
+        if plan.clocks:
+            fastsql.execute(conn, _BATCH_CLOCK, plan.clocks)
+            fastsql.execute(conn, _BATCH_CASE, plan.cases)
+            audit.record_many(conn, plan.audit)
+            from engine.projection import enqueue_many
+
+            enqueue_many(conn, plan.outbox)
+        batch.fired = plan.fired
+        batch.cases = sorted(plan.versions)
+    rt.workflows.bumped(plan.versions)
+    return batch
+
+
+@dataclass(slots=True)
+class _BatchPlan:
+    fired: list[tuple[int, str]] = field(default_factory=list)
+    stepwise: list[int] = field(default_factory=list)
+    clocks: list[dict[str, object]] = field(default_factory=list)
+    cases: list[dict[str, object]] = field(default_factory=list)
+    audit: list[dict[str, object]] = field(default_factory=list)
+    outbox: list[dict[str, object]] = field(default_factory=list)
+    versions: dict[int, int] = field(default_factory=dict)  # case id -> version after the batch
+
+
+def _plan_batch(rt: Runtime, conn: Connection, rows: list[ClockRow], now: datetime) -> _BatchPlan:
+    plan = _BatchPlan()
+    stepwise: set[int] = set()
+    firing: list[tuple[ClockRow, list[str]]] = []
+    for clock in rows:
+        case_id = int(clock["case_id"])
+        rungs = [
+            rung
+            for rung in RUNGS
+            if clock[_RUNG_AT[rung]] is not None
+            and clock[_RUNG_AT[rung]] <= now
+            and clock[_FIRED_COLUMN[rung]] is None
+        ]
+        caught = rt.specs.get(conn, int(clock["case_spec_version_id"])).caught.get(str(clock["task_spec"]))
+        if clock["task_id"] and caught and any(f"sla_{rung}" in caught for rung in rungs):
+            stepwise.add(case_id)
+        else:
+            firing.append((clock, rungs))
+    plan.stepwise = sorted(stepwise)
+    roles = _task_roles(conn, [str(c["task_id"]) for c, _ in firing if c["task_id"]])
+    above: dict[str, list[orgs.UnitRow]] = {}
+    urgent: dict[int, bool] = {}
+    for clock, rungs in firing:
+        case_id = int(clock["case_id"])
+        values = dict(clock)
+        status = str(clock["status"])
+        for rung in rungs:
+            values[_FIRED_COLUMN[rung]] = now
+            plan.fired.append((int(clock["id"]), rung))
+            plan.audit.append(
+                {
+                    "case_id": case_id,
+                    "at": now,
+                    "actor_id": "system",
+                    "action": f"sla.{rung}",
+                    "task_id": clock["task_id"],
+                    "before": {"status": status, "due_at": _iso(clock["due_at"])},
+                    "after": {"status": _STATUS_AFTER[rung], "message": f"sla_{rung}", "caught": False},
+                }
+            )
+            status = _STATUS_AFTER[rung]
+            payload = _rung_payload(clock, rung, str(clock["case_number"]), clock["case_title"])
+            for role, target in _targets(conn, clock, rung, roles.get(str(clock["task_id"])), above):
+                plan.outbox.append(
+                    {
+                        "created_at": now,
+                        "topic": f"sla.{rung}",
+                        "recipient_id": None,
+                        "case_id": case_id,
+                        "payload": {"role": role, "org_unit_id": target, **payload},
+                        "delivered_at": None,
+                        "attempts": 0,
+                    }
+                )
+        plan.clocks.append(
+            {
+                "id": clock["id"],
+                "status": status,
+                "next_rung_at": _next_rung(values),
+                **{rung: values[_FIRED_COLUMN[rung]] for rung in RUNGS},
+            }
+        )
+        urgent[case_id] = urgent.get(case_id, False) or any(r in ("supervise", "escalate") for r in rungs)
+        plan.versions[case_id] = int(clock["case_version"]) + 1
+    plan.cases = [{"id": case_id, "now": now, "urgent": int(flag)} for case_id, flag in urgent.items()]
+    return plan
 
 
 # --- suspend, resume, extend, remind, supervise ---------------------------------------------------

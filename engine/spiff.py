@@ -21,7 +21,7 @@ import contextvars
 import json
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -39,6 +39,9 @@ from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
 from SpiffWorkflow.bpmn.specs.data_spec import TaskDataReference
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _timer_module
+from SpiffWorkflow.bpmn.specs.event_definitions.message import (
+    MessageEventDefinition as _BpmnMessageDefinition,
+)
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import ThrowingEvent
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask as _UserTaskMixin
@@ -441,6 +444,35 @@ def restore_spec(spec_json: str) -> tuple[BpmnProcessSpec, dict[str, BpmnProcess
     for each in (spec, *subs.values()):
         _settle_spec(each)
     return spec, subs
+
+
+def boundary_messages(specs: Iterable[BpmnProcessSpec]) -> dict[str, frozenset[str]]:
+    """BPMN id of each activity with boundary events -> the message names those events catch.
+
+    Read from the spec alone, so the host knows without loading a workflow whether a message aimed at a
+    task (``Instance.send_message(..., for_task=...)``) can be caught at all: an SLA rung no boundary
+    catches changes nothing in the workflow.
+    """
+    found: dict[str, frozenset[str]] = {}
+    for spec in specs:
+        for name, task_spec in spec.task_specs.items():
+            if not name.endswith(_BOUNDARY_SPLIT):
+                continue
+            names: set[str] = set()
+            for child in task_spec.outputs:
+                names.update(_message_names(getattr(child, "event_definition", None)))
+            found[name[: -len(_BOUNDARY_SPLIT)]] = frozenset(names)
+    return found
+
+
+_BOUNDARY_SPLIT = ".BoundaryEventSplit"
+
+
+def _message_names(definition: object) -> set[str]:
+    if isinstance(definition, _BpmnMessageDefinition):
+        return {str(definition.name)}
+    nested = getattr(definition, "event_definitions", None) or ()
+    return {name for each in nested for name in _message_names(each)}
 
 
 _CamundaMultiInstance = (_CamundaParallelMI, _CamundaSequentialMI)

@@ -8,10 +8,11 @@ its lock, so firing twice (two schedulers, a retry) finds nothing left to do the
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 
 from engine import audit
 from engine.errors import EngineError
@@ -38,6 +39,19 @@ def due_cases(rt: Runtime, now: datetime, *, limit: int = BATCH) -> list[int]:
             .order_by(case.c.next_wake_at)
             .limit(limit)
         ).all()
+    return [int(r[0]) for r in rows]
+
+
+def due_cases_among(conn: Connection, now: datetime, case_ids: Sequence[int]) -> list[int]:
+    """Those of ``case_ids`` whose next BPMN timer has come."""
+    rows = conn.execute(
+        select(case.c.id).where(
+            case.c.id.in_(list(case_ids)),
+            case.c.status == "open",
+            case.c.next_wake_at.is_not(None),
+            case.c.next_wake_at <= now,
+        )
+    ).all()
     return [int(r[0]) for r in rows]
 
 

@@ -5,8 +5,9 @@
   out rather than firing itself so that N worker processes fire N cases at once (concurrent firing loops
   would queue up behind each other's case locks); a case published and not yet fired is not published
   again while its lease stands (``PublishLeases``).
-- ``gridcase.fire_cases(case_ids)`` / ``gridcase.fire_case(case_id)``: ``fire_case_due`` per case —
-  each case in its own step. A duplicate is a cheap no-op: the case row says nothing is due any more.
+- ``gridcase.fire_cases(case_ids)`` / ``gridcase.fire_case(case_id)``: ``fire_cases_due`` — the SLA
+  rungs no boundary catches set-based in one transaction, everything else each case in its own step.
+  A duplicate is a cheap no-op: the rows say nothing is due any more.
 - ``gridcase.drain_outbox`` (beat, every ``GRIDCASE_DRAIN_EVERY_S``): ``engine.notify.drain_outbox``.
 
 Exactly once: firing is decided under the case lock (``engine.timers.fire_case`` re-reads
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -42,10 +44,14 @@ class RoundReport:
 
 
 def due_work(
-    conn: Connection, now: datetime, *, case_id: int | None = None, limit: int = MAX_PER_ROUND
+    conn: Connection,
+    now: datetime,
+    *,
+    case_ids: Sequence[int] | None = None,
+    limit: int = MAX_PER_ROUND,
 ) -> list[tuple[int, datetime]]:
-    """(case id, due instant) of open cases with something due, most overdue first; one case's own
-    with ``case_id``. The one place that knows every kind of due work: BPMN timers
+    """(case id, due instant) of open cases with something due, most overdue first; only these cases'
+    with ``case_ids``. The one place that knows every kind of due work: BPMN timers
     (``case.next_wake_at``) and SLA rungs (``sla_clock.next_rung_at`` of running clocks)."""
     timer_due = select(case.c.id.label("case_id"), case.c.next_wake_at.label("due")).where(
         case.c.status == "open", case.c.next_wake_at.is_not(None), case.c.next_wake_at <= now
@@ -55,9 +61,9 @@ def due_work(
         .join(case, case.c.id == sla_clock.c.case_id)
         .where(case.c.status == "open", sla_clock.c.state == "running", sla_clock.c.next_rung_at <= now)
     )
-    if case_id is not None:
-        timer_due = timer_due.where(case.c.id == case_id)
-        rung_due = rung_due.where(sla_clock.c.case_id == case_id)
+    if case_ids is not None:
+        timer_due = timer_due.where(case.c.id.in_(list(case_ids)))
+        rung_due = rung_due.where(sla_clock.c.case_id.in_(list(case_ids)))
     both = union_all(timer_due, rung_due).subquery()
     earliest = func.min(both.c.due)
     rows = conn.execute(
@@ -92,25 +98,44 @@ def fire_due_round(
 
 
 def fire_case_due(case_id: int, *, rt: Runtime) -> str:
-    """Fire what is due on one case, each kind in its own step: ``fired``, ``idle`` (nothing due any
-    more: a duplicate or late message, answered without a lock or a workflow load) or ``failed:<code>``.
-    BPMN timers (``engine.timers.fire_case``), then SLA rungs (``engine.sla.fire_rungs_of_case``).
+    """Fire what is due on one case: ``fired``, ``idle`` (nothing due any more: a duplicate or late
+    message, answered without a lock or a workflow load) or ``failed:<code>``."""
+    return fire_cases_due([case_id], rt=rt)[case_id]
+
+
+def fire_cases_due(case_ids: Sequence[int], *, rt: Runtime) -> dict[int, str]:
+    """Fire what is due on these cases (one ``gridcase.fire_cases`` message): their SLA rungs first, the
+    ones no boundary catches set-based in one transaction, the others each in its case's own step
+    (``engine.sla.fire_due_rungs``); then each case's due BPMN timers in its own step
+    (``engine.timers.fire_case``). An outcome for every case asked about.
 
     A failing case is logged and marked an incident (as ``engine.timers.fire_due`` does), so it is not
     tried again on every tick.
     """
     with rt.db.read() as conn:
-        if not due_work(conn, rt.now(), case_id=case_id):
-            return "idle"
-    try:
-        fired = timers.fire_case(case_id, rt=rt)
-        fired = bool(sla.fire_rungs_of_case(case_id, rt=rt)) or fired
-        return "fired" if fired else "idle"
-    except Exception as err:
-        code = err.code if isinstance(err, EngineError) else "internal_error"
-        log.error("timer of case %s failed: %s", case_id, err, exc_info=not isinstance(err, EngineError))
-        timers.mark_incident(rt, case_id, err)
-        return f"failed:{code}"
+        due = {cid for cid, _ in due_work(conn, rt.now(), case_ids=case_ids)}
+    outcomes: dict[int, str] = {}
+    if not due:
+        return {cid: "idle" for cid in case_ids}
+    rungs = sla.fire_due_rungs(rt=rt, case_ids=sorted(due))
+    for case_id in rungs.cases:
+        outcomes[case_id] = "fired"
+    for case_id, code in rungs.failed.items():
+        outcomes[case_id] = f"failed:{code}"
+    with rt.db.read() as conn:
+        timer_due = [
+            cid for cid in timers.due_cases_among(conn, rt.now(), sorted(due)) if cid not in rungs.failed
+        ]
+    for case_id in timer_due:
+        try:
+            if timers.fire_case(case_id, rt=rt):
+                outcomes[case_id] = "fired"
+        except Exception as err:
+            code = err.code if isinstance(err, EngineError) else "internal_error"
+            log.error("timer of case %s failed: %s", case_id, err, exc_info=not isinstance(err, EngineError))
+            timers.mark_incident(rt, case_id, err)
+            outcomes[case_id] = f"failed:{code}"
+    return {cid: outcomes.get(cid, "idle") for cid in case_ids}
 
 
 _notifier: Notifier | None = None
@@ -142,10 +167,8 @@ def fire_case_task(case_id: int) -> str:
 
 @celery_app.task(name="gridcase.fire_cases", ignore_result=True)
 def fire_cases_task(case_ids: list[int]) -> dict[str, int]:
-    rt = runtime()
     outcomes: dict[str, int] = {}
-    for case_id in case_ids:
-        outcome = fire_case_due(int(case_id), rt=rt)
+    for outcome in fire_cases_due([int(c) for c in case_ids], rt=runtime()).values():
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
 

@@ -4,13 +4,14 @@ boundaries route overdue steps, provisional deadlines are recomputed. Time trave
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
-from engine import cases, sla, tasks
+from engine import cases, projection, sla, tasks
 from engine.calendar import WorkCalendar
 from engine.clock import SHANGHAI, FixedClock
 from engine.errors import Conflict, InvalidInput
@@ -216,8 +217,47 @@ def test_why_is_this_red_is_answered_from_the_clock_alone(slaed: Runtime, clock:
 def test_a_scheduler_killed_mid_batch_loses_nothing_and_doubles_nothing(
     slaed: Runtime, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Warnings nothing catches fire set-based, one transaction per batch: killed between two batches,
+    the first batch stays fired; killed inside the second, none of it is written."""
     first, second = start(slaed), start(slaed)
     clock.set(sh("2025-03-03T10:00:01"))
+    real = projection.enqueue_many
+    batches: list[int] = []
+
+    def dies_in_second_batch(conn: Connection, rows: Sequence[Mapping[str, object]]) -> None:
+        batches.append(len(rows))
+        real(conn, rows)  # the clock, case and audit rows of this batch are written by now
+        if len(batches) == 2:
+            raise KeyboardInterrupt  # the process is killed before the batch commits
+
+    monkeypatch.setattr(projection, "enqueue_many", dies_in_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        sla.fire_due_rungs(rt=slaed, limit=1)
+    assert (audit_count(slaed, first.id, "sla.warning"), audit_count(slaed, second.id, "sla.warning")) == (
+        1,
+        0,
+    )
+    monkeypatch.setattr(projection, "enqueue_many", real)
+    restarted = Runtime(db=slaed.db, clock=clock)
+    assert [rung for _, rung in sla.fire_due_rungs(rt=restarted).fired] == ["warning"]  # only the second
+    assert sla.fire_due_rungs(rt=restarted).fired == []
+    assert audit_count(slaed, first.id, "sla.warning") == 1
+    assert audit_count(slaed, second.id, "sla.warning") == 1
+    assert [c.status for c in sla.case_clocks(second.id, rt=slaed)] == ["warning"]
+    with slaed.db.read() as conn:
+        topics = [r[0] for r in conn.execute(select(outbox.c.topic).where(outbox.c.case_id == second.id))]
+    assert topics.count("sla.warning") == 1
+    assert batches == [1, 1]
+
+
+def test_a_scheduler_killed_between_two_case_steps_loses_nothing_and_doubles_nothing(
+    slaed: Runtime, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An overdue rung the diagram catches runs in the case's own step."""
+    first, second = start(slaed), start(slaed)
+    clock.set(sh("2025-03-03T10:00:01"))
+    assert len(sla.fire_due_rungs(rt=slaed).fired) == 2  # the warnings, set-based
+    clock.set(sh("2025-03-03T11:00:01"))
     real = sla.fire_rungs_of_case
     calls: list[int] = []
 
@@ -232,10 +272,26 @@ def test_a_scheduler_killed_mid_batch_loses_nothing_and_doubles_nothing(
         sla.fire_due_rungs(rt=slaed)
     monkeypatch.setattr(sla, "fire_rungs_of_case", real)
     restarted = Runtime(db=slaed.db, clock=clock)
-    assert [rung for _, rung in sla.fire_due_rungs(rt=restarted).fired] == ["warning"]  # only the second
-    assert audit_count(slaed, first.id, "sla.warning") == 1
-    assert audit_count(slaed, second.id, "sla.warning") == 1
+    assert [rung for _, rung in sla.fire_due_rungs(rt=restarted).fired] == ["overdue"]  # only the second
+    assert audit_count(slaed, first.id, "sla.overdue") == 1
+    assert audit_count(slaed, second.id, "sla.overdue") == 1
     assert calls == [first.id, second.id]
+    assert set(ready(slaed, second.id)) == {"escalated"}
+
+
+def test_set_based_firing_writes_what_a_step_would(slaed: Runtime, clock: FixedClock) -> None:
+    """The batch path bumps the case version like a step, keeps a cached workflow usable, and a rung of
+    a clock caught by a boundary is left to the case's own step."""
+    started = start(slaed)
+    version = cases.get_case(started.id, rt=slaed).version
+    clock.set(sh("2025-03-03T10:00:01"))
+    batch = sla.fire_rung_batch(slaed)
+    assert [rung for _, rung in batch.fired] == ["warning"] and batch.stepwise == []
+    assert cases.get_case(started.id, rt=slaed).version == version + 1
+    clock.set(sh("2025-03-03T11:00:01"))
+    batch = sla.fire_rung_batch(slaed)
+    assert batch.fired == [] and batch.stepwise == [started.id]  # handle_overdue catches sla_overdue
+    assert audit_count(slaed, started.id, "sla.overdue") == 0
 
 
 def test_clock_arithmetic_uses_working_time_not_wall_time() -> None:
