@@ -161,6 +161,19 @@ def visible_filter(who: Principal) -> ColumnElement[bool]:
     return or_(*clauses)
 
 
+def sees_case(
+    who: Principal, *, unit_path: str | None, reporter_id: str | None, tasks: Iterable[Any]
+) -> bool:
+    """``visible_filter``'s rule on rows already read: the case's reporter, an area grant over its unit,
+    or a task grant matching one of its human tasks (``tasks``: rows with ``role`` and ``org_unit_id``)."""
+    if reporter_id is not None and reporter_id == who.person_id:
+        return True
+    if who.covers(unit_path, SUBTREE_ROLES):
+        return True
+    pairs = set(who.task_grants())
+    return bool(pairs) and any((t.role, t.org_unit_id) in pairs for t in tasks)
+
+
 def get_visible_case(conn: Connection, who: Principal, case_id: int) -> Any:
     """The case row when ``who`` may see it; NotFound ``case.not_found`` otherwise (no existence leak)."""
     row = conn.execute(select(case).where(case.c.id == case_id, visible_filter(who))).first()

@@ -9,10 +9,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from engine.store import fastsql
-from engine.store.models import audit_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +68,26 @@ _INSERT = fastsql.Statement(
 
 
 def timeline(conn: Connection, case_id: int) -> list[AuditEvent]:
-    rows = conn.execute(
-        select(audit_event).where(audit_event.c.case_id == case_id).order_by(audit_event.c.id)
-    ).all()
+    """The case's events, oldest first."""
+    rows = fastsql.fetch_mappings(conn, _TIMELINE, {"case_id": case_id})
     return [
-        AuditEvent(r.id, r.case_id, r.at, r.actor_id, r.action, r.task_id, r.before, r.after) for r in rows
+        AuditEvent(
+            int(str(r["id"])),
+            r["case_id"],  # type: ignore[arg-type]
+            r["at"],  # type: ignore[arg-type]
+            r["actor_id"],  # type: ignore[arg-type]
+            str(r["action"]),
+            r["task_id"],  # type: ignore[arg-type]
+            r["before"],
+            r["after"],
+        )
+        for r in rows
     ]
+
+
+_TIMELINE = fastsql.Statement(
+    "SELECT id, case_id, at, actor_id, action, task_id, before, after FROM audit_event"
+    " WHERE case_id = :case_id ORDER BY id",
+    result_json=frozenset({"before", "after"}),
+    result_instants=frozenset({"at"}),
+)

@@ -170,7 +170,7 @@ def open_case(
     number = f"{KINDS[request.kind]}{now:%Y%m%d}{case_id:06d}"
     conn.execute(update(case).where(case.c.id == case_id).values(number=number))
     row = lock_case(conn, case_id)
-    step = Step(rt, conn, row, entry, instance, now, 1)
+    step = Step(rt, conn, row, entry, now, 1, loaded=instance)
     save_instance(conn, case_id, instance, now)
     refresh(step, actor=actor)
     if step.case_values:

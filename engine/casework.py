@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from engine import access, cases, events, orgs, tasks
 from engine.errors import InvalidInput, NotFound, PermissionDenied
-from engine.runtime import Runtime
+from engine.runtime import CaseRow, Guard, Runtime
 from engine.store.models import case, human_task, membership, org_unit, spec_version
 
 __all__ = [
@@ -269,23 +269,33 @@ def task_detail(who: access.Principal, task_id: str, *, rt: Runtime) -> TaskDeta
     return TaskDetail(view, json.loads(form_text) if form_text else None, actionable)
 
 
-def _check_visible(rt: Runtime, who: access.Principal, task_id: str) -> None:
-    with rt.db.read() as conn:
+def _sees_task(who: access.Principal, task_id: str) -> Guard:
+    """The guard of a task action: ``task.not_found`` unless ``who`` may see the task's case — checked
+    on the locked row inside the action's own transaction. Reporter and area grants are read off the row;
+    only a grant through one of the case's tasks needs a query."""
+
+    def guard(conn: Connection, row: CaseRow) -> None:
+        if row.reporter_id == who.person_id or who.covers(row.unit_path, access.SUBTREE_ROLES):
+            return
         _visible_task(conn, who, task_id)
+
+    return guard
 
 
 def claim(
     who: access.Principal, task_id: str, *, rt: Runtime, expected_version: int | None = None
 ) -> tasks.TaskView:
-    _check_visible(rt, who, task_id)
-    return tasks.claim_task(task_id, rt=rt, actor=who.person_id, expected_version=expected_version)
+    return tasks.claim_task(
+        task_id, rt=rt, actor=who.person_id, expected_version=expected_version, guard=_sees_task(who, task_id)
+    )
 
 
 def unclaim(
     who: access.Principal, task_id: str, *, rt: Runtime, expected_version: int | None = None
 ) -> tasks.TaskView:
-    _check_visible(rt, who, task_id)
-    return tasks.unclaim_task(task_id, rt=rt, actor=who.person_id, expected_version=expected_version)
+    return tasks.unclaim_task(
+        task_id, rt=rt, actor=who.person_id, expected_version=expected_version, guard=_sees_task(who, task_id)
+    )
 
 
 def complete(
@@ -297,9 +307,13 @@ def complete(
     expected_version: int | None = None,
 ) -> tasks.TaskView:
     """Complete a task with form data (outcomes such as 退单 or 延期申请 are values of the task's form)."""
-    _check_visible(rt, who, task_id)
     return tasks.complete_task(
-        task_id, rt=rt, actor=who.person_id, data=data, expected_version=expected_version
+        task_id,
+        rt=rt,
+        actor=who.person_id,
+        data=data,
+        expected_version=expected_version,
+        guard=_sees_task(who, task_id),
     )
 
 

@@ -141,17 +141,26 @@ class Runtime:
 
 @dataclass
 class Step:
-    """One locked case inside its transaction; ``instance`` is the live workflow."""
+    """One locked case inside its transaction; ``instance`` is the live workflow, loaded on first use
+    (a claim, say, never needs it: its cached copy then stays good for the next step)."""
 
     rt: Runtime
     conn: Connection
     case: CaseRow
     spec: SpecEntry
-    instance: spiff.Instance
     now: datetime
     new_version: int
     case_values: dict[str, object] = field(default_factory=dict)
     wake_at: datetime | None = None  # earliest new timer or rung instant this step created
+    loaded: spiff.Instance | None = None  # the workflow, once ``instance`` was asked for
+
+    @property
+    def instance(self) -> spiff.Instance:
+        if self.loaded is None:
+            self.loaded = self.rt.workflows.take(self.case_id, self.case.version) or load_instance(
+                self.rt, self.conn, self.spec, self.case_id
+            )
+        return self.loaded
 
     def wake(self, instant: datetime | None) -> None:
         """Note an instant the scheduler must wake for (told after the step commits)."""
@@ -189,6 +198,9 @@ class CaseRow(SimpleNamespace):
     """The locked case row, read with attribute access (``row.version``, ``row.next_wake_at`` …)."""
 
 
+Guard = Callable[[Connection, CaseRow], None]  # a check on the locked case row that may refuse the step
+
+
 def lock_case(conn: Connection, case_id: int) -> CaseRow:
     """Lock the case row for this transaction: ``FOR UPDATE`` on PostgreSQL; on SQLite the write
     transaction's ``BEGIN IMMEDIATE`` already excludes every other writer."""
@@ -216,49 +228,52 @@ def step(
     task_id: str | None = None,
     expected_version: int | None = None,
     statuses: frozenset[str] = frozenset({"open"}),
+    guard: Guard | None = None,
 ) -> Iterator[Step]:
-    """Lock, load, yield the step to act on, then save everything in the same transaction.
+    """Lock, yield the step to act on, then save everything in the same transaction.
 
-    The case is named directly or through one of its human tasks (``task_id``).
+    The case is named directly or through one of its human tasks (``task_id``). ``guard`` runs first on
+    the locked row — the caller's right to see the case, say — so a refusal reveals nothing else (not
+    even a stale version), and costs no transaction of its own.
     """
-    instance: spiff.Instance | None = None
-    try:
-        with rt.db.write() as conn:
-            if case_id is not None:
-                row = lock_case(conn, case_id)
-            elif task_id is not None:
-                row = lock_case_of_task(conn, task_id)
-                case_id = int(row.id)
-            else:
-                raise ValueError("step() needs a case_id or a task_id")
-            if expected_version is not None and row.version != expected_version:
-                raise Conflict(
-                    "case.stale_version",
-                    f"case {row.number} is at version {row.version}, not {expected_version}: reload",
-                    {"case_id": case_id, "version": row.version, "expected_version": expected_version},
-                )
-            if row.status not in statuses:
-                code = {"suspended": "case.suspended", "open": "case.not_suspended"}.get(
-                    row.status, "case.closed"
-                )
-                raise Conflict(code, f"case {row.number} is {row.status}", {"status": row.status})
-            entry = rt.specs.get(conn, row.spec_version_id)
-            instance = rt.workflows.take(case_id, row.version) or load_instance(rt, conn, entry, case_id)
-            current = Step(rt, conn, row, entry, instance, rt.now(), row.version + 1)
-            yield current
-            save_instance(conn, case_id, instance, current.now)
-            _save_case(conn, current)
-    except BaseException:
-        instance = None
-        raise
-    finally:
-        if instance is not None:
-            rt.workflows.put(case_id, row.version + 1, instance)  # type: ignore[arg-type]
-            wake = current.case_values.get("next_wake_at")
-            if isinstance(wake, datetime) and wake != row.next_wake_at:
-                current.wake(wake)
-            if current.wake_at is not None:
-                rt.woke(current.wake_at)
+    current: Step | None = None
+    with rt.db.write() as conn:
+        if case_id is not None:
+            row = lock_case(conn, case_id)
+        elif task_id is not None:
+            row = lock_case_of_task(conn, task_id)
+            case_id = int(row.id)
+        else:
+            raise ValueError("step() needs a case_id or a task_id")
+        if guard is not None:
+            guard(conn, row)
+        if expected_version is not None and row.version != expected_version:
+            raise Conflict(
+                "case.stale_version",
+                f"case {row.number} is at version {row.version}, not {expected_version}: reload",
+                {"case_id": case_id, "version": row.version, "expected_version": expected_version},
+            )
+        if row.status not in statuses:
+            code = {"suspended": "case.suspended", "open": "case.not_suspended"}.get(
+                row.status, "case.closed"
+            )
+            raise Conflict(code, f"case {row.number} is {row.status}", {"status": row.status})
+        entry = rt.specs.get(conn, row.spec_version_id)
+        current = Step(rt, conn, row, entry, rt.now(), row.version + 1)
+        yield current
+        if current.loaded is not None:
+            save_instance(conn, case_id, current.loaded, current.now)
+        _save_case(conn, current)
+    # committed: keep the workflow for the next step, tell the scheduler of new instants
+    if current.loaded is not None:
+        rt.workflows.put(case_id, current.new_version, current.loaded)
+    else:
+        rt.workflows.bumped({case_id: current.new_version})
+    wake = current.case_values.get("next_wake_at")
+    if isinstance(wake, datetime) and wake != row.next_wake_at:
+        current.wake(wake)
+    if current.wake_at is not None:
+        rt.woke(current.wake_at)
 
 
 def _save_case(conn: Connection, current: Step) -> None:

@@ -14,14 +14,16 @@ import base64
 import binascii
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from types import SimpleNamespace
 
 from sqlalchemy import ColumnElement, Connection, exists, func, or_, select
 
 from engine import access, orgs
 from engine.audit import AuditEvent, timeline
-from engine.errors import InvalidInput
+from engine.errors import InvalidInput, NotFound
 from engine.runtime import Runtime
-from engine.store.models import attachment, case, human_task, org_unit, sla_clock
+from engine.store import fastsql
+from engine.store.models import case, org_unit, sla_clock
 
 __all__ = [
     "MAX_PAGE",
@@ -196,7 +198,7 @@ _SUMMARY = tuple(case.c[name] for name in CaseSummary.__dataclass_fields__)
 
 
 def _summary(row: object) -> CaseSummary:
-    m = row._mapping  # type: ignore[attr-defined]
+    m = row._mapping if hasattr(row, "_mapping") else vars(row)
     return CaseSummary(**{name: m[name] for name in CaseSummary.__dataclass_fields__})
 
 
@@ -227,10 +229,18 @@ def worst_status(statuses: list[str]) -> str:
 
 
 def _sla(conn: Connection, case_id: int) -> SlaState:
-    rows = conn.execute(
-        select(sla_clock).where(sla_clock.c.case_id == case_id).order_by(sla_clock.c.id)
-    ).all()
-    clocks = [SlaClockInfo(r.task_spec, r.budget, r.state, r.status, r.due_at, r.warn_due_at) for r in rows]
+    rows = fastsql.fetch_mappings(conn, _CLOCKS, {"case_id": case_id})
+    clocks = [
+        SlaClockInfo(
+            str(r["task_spec"]),
+            str(r["budget"]),
+            str(r["state"]),
+            str(r["status"]),
+            r["due_at"],  # type: ignore[arg-type]
+            r["warn_due_at"],  # type: ignore[arg-type]
+        )
+        for r in rows
+    ]
     live = [c for c in clocks if c.state != "stopped"]
     if not live:
         return SlaState("none", None, clocks)
@@ -239,19 +249,47 @@ def _sla(conn: Connection, case_id: int) -> SlaState:
     return SlaState(worst, min(dues) if dues else None, clocks)
 
 
+# The case file's reads, prepared (it answers every case view and every intake).
+_CASE_ROW = fastsql.Statement(
+    'SELECT * FROM "case" WHERE id = :case_id',
+    result_json=frozenset({"data"}),
+    result_instants=frozenset({"next_wake_at", "created_at", "updated_at", "closed_at"}),
+)
+_CASE_TASKS = fastsql.Statement(
+    "SELECT * FROM human_task WHERE case_id = :case_id ORDER BY created_at, id",
+    result_instants=frozenset({"created_at", "completed_at"}),
+)
+_CASE_FILES = fastsql.Statement(
+    "SELECT id, filename, content_type, size, uploaded_by, created_at FROM attachment"
+    " WHERE case_id = :case_id ORDER BY created_at",
+    result_instants=frozenset({"created_at"}),
+)
+_CLOCKS = fastsql.Statement(
+    "SELECT task_spec, budget, state, status, due_at, warn_due_at FROM sla_clock WHERE case_id = :case_id"
+    " ORDER BY id",
+    result_instants=frozenset({"due_at", "warn_due_at"}),
+)
+
+
 def case_file(who: access.Principal, case_id: int, *, rt: Runtime) -> CaseFile:
-    """The case with its tasks, SLA state, full timeline and attachments; NotFound outside the scope."""
+    """The case with its tasks, SLA state, full timeline and attachments; NotFound outside the scope.
+
+    Visibility is ``access.visible_filter``'s rule, decided on the rows read here: the reporter, an area
+    grant over the case's unit, or a task grant matching one of the case's tasks."""
     with rt.db.read() as conn:
-        row = access.get_visible_case(conn, who, case_id)
-        task_rows = conn.execute(
-            select(human_task)
-            .where(human_task.c.case_id == case_id)
-            .order_by(human_task.c.created_at, human_task.c.id)
-        ).all()
+        found = fastsql.fetch_mappings(conn, _CASE_ROW, {"case_id": case_id})
+        task_rows = [
+            SimpleNamespace(**t) for t in fastsql.fetch_mappings(conn, _CASE_TASKS, {"case_id": case_id})
+        ]
+        row = SimpleNamespace(**found[0]) if found else None
+        if row is None or not access.sees_case(
+            who, unit_path=row.unit_path, reporter_id=row.reporter_id, tasks=task_rows
+        ):
+            raise NotFound("case.not_found", f"case {case_id} does not exist", {"case_id": case_id})
         events = timeline(conn, case_id)
-        files = conn.execute(
-            select(attachment).where(attachment.c.case_id == case_id).order_by(attachment.c.created_at)
-        ).all()
+        files = [
+            SimpleNamespace(**f) for f in fastsql.fetch_mappings(conn, _CASE_FILES, {"case_id": case_id})
+        ]
         sla = _sla(conn, case_id)
     pairs = {(t.role, t.org_unit_id) for t in task_rows if t.role and t.org_unit_id}
     clear = access.may_see_personal(

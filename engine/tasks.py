@@ -17,7 +17,7 @@ from engine import audit, orgs, sla
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from engine.forms import validate_form
 from engine.projection import refresh
-from engine.runtime import Runtime, Step, step
+from engine.runtime import Guard, Runtime, Step, step
 from engine.store import fastsql
 from engine.store.models import case, human_task, membership
 
@@ -169,10 +169,13 @@ def complete_task(
     actor: str,
     data: Mapping[str, object],
     expected_version: int | None = None,
+    guard: Guard | None = None,
 ) -> TaskView:
-    """Validate ``data`` against the task's form, run the task and the engine to the next wait, save."""
+    """Validate ``data`` against the task's form, run the task and the engine to the next wait, save.
+
+    ``guard`` checks the locked case first (the caller's right to see it: ``engine.casework``)."""
     task_id = _full_id(rt, task_id)
-    with step(rt, task_id=task_id, expected_version=expected_version) as current:
+    with step(rt, task_id=task_id, expected_version=expected_version, guard=guard) as current:
         task = _step_row(current, task_id)
         _check_actor(current.conn, task, actor)
         form_key = task["form_key"]
@@ -233,25 +236,48 @@ def _approve_extension(current: Step, task: TaskRow, data: Mapping[str, object],
     )
 
 
-def claim_task(task_id: str, *, rt: Runtime, actor: str, expected_version: int | None = None) -> TaskView:
+def claim_task(
+    task_id: str, *, rt: Runtime, actor: str, expected_version: int | None = None, guard: Guard | None = None
+) -> TaskView:
     """Take a task of one's (role, unit) so that it leaves colleagues' lists (领单 / 签收)."""
     return _set_assignee(
-        task_id, rt=rt, actor=actor, assignee=actor, action="task.claimed", expected_version=expected_version
+        task_id,
+        rt=rt,
+        actor=actor,
+        assignee=actor,
+        action="task.claimed",
+        expected_version=expected_version,
+        guard=guard,
     )
 
 
-def unclaim_task(task_id: str, *, rt: Runtime, actor: str, expected_version: int | None = None) -> TaskView:
+def unclaim_task(
+    task_id: str, *, rt: Runtime, actor: str, expected_version: int | None = None, guard: Guard | None = None
+) -> TaskView:
     """Give a claimed task back to the unit's shared list."""
     return _set_assignee(
-        task_id, rt=rt, actor=actor, assignee=None, action="task.unclaimed", expected_version=expected_version
+        task_id,
+        rt=rt,
+        actor=actor,
+        assignee=None,
+        action="task.unclaimed",
+        expected_version=expected_version,
+        guard=guard,
     )
 
 
 def _set_assignee(
-    task_id: str, *, rt: Runtime, actor: str, assignee: str | None, action: str, expected_version: int | None
+    task_id: str,
+    *,
+    rt: Runtime,
+    actor: str,
+    assignee: str | None,
+    action: str,
+    expected_version: int | None,
+    guard: Guard | None,
 ) -> TaskView:
     task_id = _full_id(rt, task_id)
-    with step(rt, task_id=task_id, expected_version=expected_version) as current:
+    with step(rt, task_id=task_id, expected_version=expected_version, guard=guard) as current:
         task = _step_row(current, task_id)
         before = task["assignee_id"]
         if assignee is not None and before is not None:
