@@ -6,17 +6,19 @@ go through ``engine.tasks.complete_task``; this module owns the case row itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, select, update
 
-from engine import audit, orgs, specs, spiff
+from engine import audit, specs, spiff
 from engine.errors import InvalidInput, NotFound
 from engine.projection import refresh
 from engine.runtime import Runtime, Step, lock_case, save_instance
+from engine.store import fastsql
 from engine.store.models import case
 
 KINDS = {"work_order": "WO", "dispute": "DS", "grid_event": "GE", "demo": "DM"}
@@ -45,8 +47,8 @@ class CaseView:
     data: dict[str, object]
 
 
-def _view(row: Row[tuple[object, ...]]) -> CaseView:
-    m = row._mapping
+def _view(row: Row[tuple[object, ...]] | Mapping[str, Any]) -> CaseView:
+    m: Mapping[str, Any] = row if isinstance(row, Mapping) else dict(row._mapping)
     return CaseView(
         **{name: m[name] for name in CaseView.__dataclass_fields__ if name != "data"},
         data=dict(m["data"] or {}),
@@ -98,10 +100,12 @@ def start_case(
     data: Mapping[str, object] | None = None,
     variables: Mapping[str, object] | None = None,
     idempotency_key: str | None = None,
+    check: Callable[[Connection], None] | None = None,
 ) -> CaseView:
     """Open a case on the newest deployed version of ``process_id`` and run it to its first wait.
 
-    A retried request with the same ``idempotency_key`` returns the case the first one opened.
+    A retried request with the same ``idempotency_key`` returns the case the first one opened. ``check``
+    runs first in the same transaction (the caller's right to report into the grid, say).
     """
     request = CaseRequest(
         process_id,
@@ -119,11 +123,13 @@ def start_case(
             existing = conn.execute(select(case).where(case.c.idempotency_key == idempotency_key)).first()
             if existing is not None:
                 return _view(existing)
+        if check is not None:
+            check(conn)
         case_id, instance = open_case(conn, request, rt=rt, actor=actor, now=rt.now())
-        result = conn.execute(select(case).where(case.c.id == case_id)).one()
+        result = fastsql.fetch_mappings(conn, _CASE_ROW, {"case_id": case_id})[0]
     rt.workflows.put(case_id, 1, instance)
-    if result.next_wake_at is not None:
-        rt.woke(result.next_wake_at)
+    if result["next_wake_at"] is not None:
+        rt.woke(result["next_wake_at"])  # type: ignore[arg-type]
     return _view(result)
 
 
@@ -131,7 +137,14 @@ def open_case(
     conn: Connection, request: CaseRequest, *, rt: Runtime, actor: str | None, now: datetime
 ) -> tuple[int, spiff.Instance]:
     """Insert the case, start its workflow and project it, inside the caller's transaction."""
-    unit_path = orgs.get_unit(conn, request.grid_id).path if request.grid_id else None
+    unit_path = None
+    if request.grid_id:
+        found = fastsql.fetch(conn, _UNIT_PATH, {"unit_id": request.grid_id})
+        if not found:
+            raise NotFound(
+                "org.unit_not_found", f"unit {request.grid_id!r} does not exist", {"id": request.grid_id}
+            )
+        unit_path = str(found[0][0])
     version_id = specs.latest_version_id(conn, request.process_id)
     entry = rt.specs.get(conn, version_id)
     routing = {
@@ -142,33 +155,30 @@ def open_case(
         **dict(request.variables),
     }
     instance = spiff.Instance.start(entry.spec, entry.subprocess_specs, rt.sandbox, routing, rt.clock)
-    inserted = conn.execute(
-        insert(case).values(
-            number=f"tmp{uuid4().hex[:24]}",  # replaced by the real number below
-            kind=request.kind,
-            process_id=request.process_id,
-            spec_version_id=version_id,
-            title=request.title,
-            category=request.category,
-            channel=request.channel,
-            grid_id=request.grid_id,
-            unit_path=unit_path,
-            priority="normal",
-            status="open",
-            version=1,
-            data=dict(request.data),
-            reporter_id=actor,
-            related_case_id=request.related_case_id,
-            idempotency_key=request.idempotency_key,
-            created_by=actor,
-            created_at=now,
-            updated_at=now,
-        )
-    ).inserted_primary_key
-    assert inserted is not None
-    case_id = int(inserted[0])
+    values = {
+        "number": f"tmp{uuid4().hex[:24]}",  # replaced by the real number below
+        "kind": request.kind,
+        "process_id": request.process_id,
+        "spec_version_id": version_id,
+        "title": request.title,
+        "category": request.category,
+        "channel": request.channel,
+        "grid_id": request.grid_id,
+        "unit_path": unit_path,
+        "priority": "normal",
+        "status": "open",
+        "version": 1,
+        "data": dict(request.data),
+        "reporter_id": actor,
+        "related_case_id": request.related_case_id,
+        "idempotency_key": request.idempotency_key,
+        "created_by": actor,
+        "created_at": now,
+        "updated_at": now,
+    }
+    case_id = int(str(fastsql.fetch(conn, _INSERT_CASE, values)[0][0]))
     number = f"{KINDS[request.kind]}{now:%Y%m%d}{case_id:06d}"
-    conn.execute(update(case).where(case.c.id == case_id).values(number=number))
+    fastsql.execute(conn, _NUMBER, {"case_id": case_id, "number": number})
     row = lock_case(conn, case_id)
     step = Step(rt, conn, row, entry, now, 1, loaded=instance)
     save_instance(conn, case_id, instance, now)
@@ -192,6 +202,24 @@ def open_case(
         },
     )
     return case_id, instance
+
+
+_CASE_ROW = fastsql.Statement(
+    'SELECT * FROM "case" WHERE id = :case_id',
+    result_json=frozenset({"data"}),
+    result_instants=frozenset({"next_wake_at", "created_at", "updated_at", "closed_at"}),
+)
+_UNIT_PATH = fastsql.Statement("SELECT path FROM org_unit WHERE id = :unit_id")
+_INSERT_CASE = fastsql.Statement(
+    'INSERT INTO "case" (number, kind, process_id, spec_version_id, title, category, channel, grid_id,'
+    " unit_path, priority, status, version, data, reporter_id, related_case_id, idempotency_key, created_by,"
+    " created_at, updated_at) VALUES (:number, :kind, :process_id, :spec_version_id, :title, :category,"
+    " :channel, :grid_id, :unit_path, :priority, :status, :version, :data, :reporter_id, :related_case_id,"
+    " :idempotency_key, :created_by, :created_at, :updated_at) RETURNING id",
+    json=frozenset({"data"}),
+    instants=frozenset({"created_at", "updated_at"}),
+)
+_NUMBER = fastsql.Statement('UPDATE "case" SET number = :number WHERE id = :case_id')
 
 
 def get_case(case_id: int, *, rt: Runtime) -> CaseView:

@@ -24,13 +24,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from engine import access, cases, events, orgs, tasks
 from engine.errors import InvalidInput, NotFound, PermissionDenied
 from engine.runtime import CaseRow, Guard, Runtime
-from engine.store.models import case, human_task, membership, org_unit, spec_version
+from engine.store import fastsql
+from engine.store.models import case, human_task, membership
 
 __all__ = [
     "CHANNELS",
@@ -83,28 +84,27 @@ def _check_intake(conn: Connection, who: access.Principal, intake: Intake) -> No
         raise InvalidInput(
             "case.unknown_channel", f"unknown channel {intake.channel!r}", {"known": list(CHANNELS)}
         )
-    grid = conn.execute(
-        select(org_unit.c.path, org_unit.c.kind).where(org_unit.c.id == intake.grid_id)
-    ).first()
-    if grid is None or grid.kind not in GRID_KINDS:
+    grid = fastsql.fetch(conn, _GRID, {"grid_id": intake.grid_id})
+    if not grid or grid[0][1] not in GRID_KINDS:
         raise InvalidInput(
             "case.unknown_grid", f"no grid {intake.grid_id!r}", {"fields": {"grid_id": "unknown grid"}}
         )
-    if not who.covers(grid.path, INTAKE_ROLES):
+    if not who.covers(str(grid[0][0]), INTAKE_ROLES):
         raise PermissionDenied(
             "case.report_forbidden",
             "you may report cases only into grids of your own units",
             {"grid_id": intake.grid_id},
         )
-    deployed = conn.execute(
-        select(func.count()).select_from(spec_version).where(spec_version.c.process_id == intake.process_id)
-    ).scalar_one()
-    if not deployed:
+    if not fastsql.fetch(conn, _DEPLOYED, {"process_id": intake.process_id}):
         raise InvalidInput(
             "case.unknown_process",
             f"process {intake.process_id!r} is not deployed",
             {"fields": {"process_id": "not deployed"}},
         )
+
+
+_GRID = fastsql.Statement("SELECT path, kind FROM org_unit WHERE id = :grid_id")
+_DEPLOYED = fastsql.Statement("SELECT 1 FROM spec_version WHERE process_id = :process_id LIMIT 1")
 
 
 def _replayed(rt: Runtime, key_hash: str) -> cases.CaseView | None:
@@ -123,8 +123,6 @@ def report_case(
         earlier = _replayed(rt, key_hash)
         if earlier is not None:
             return earlier, True
-    with rt.db.read() as conn:
-        _check_intake(conn, who, intake)
     try:
         view = cases.start_case(
             intake.process_id,
@@ -137,6 +135,7 @@ def report_case(
             channel=intake.channel,
             data=dict(intake.data),
             idempotency_key=key_hash,
+            check=lambda conn: _check_intake(conn, who, intake),
         )
     except IntegrityError:
         # the same key raced in from another request (PostgreSQL): the other one opened the case

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from engine import spiff
 from engine.calendar import WorkCalendar
@@ -314,6 +314,11 @@ _STATE_UPDATE = fastsql.Statement(
     " WHERE case_id = :s_case_id",
     instants=frozenset({"s_now"}),
 )
+_STATE_INSERT = fastsql.Statement(
+    "INSERT INTO workflow_state (case_id, body, updated_at, serializer_version)"
+    " VALUES (:s_case_id, :s_body, :s_now, :s_version)",
+    instants=frozenset({"s_now"}),
+)
 _TASK_DELETE = delete(workflow_task).where(
     workflow_task.c.case_id == bindparam("d_case_id"),
     workflow_task.c.task_id.in_(bindparam("d_ids", expanding=True)),
@@ -333,14 +338,10 @@ def save_instance(conn: Connection, case_id: int, instance: spiff.Instance, now:
         {"s_case_id": case_id, "s_body": delta.body, "s_now": now, "s_version": spiff.SERIALIZER_VERSION},
     )
     if not updated:
-        conn.execute(
-            insert(workflow_state),
-            {
-                "case_id": case_id,
-                "body": delta.body,
-                "updated_at": now,
-                "serializer_version": spiff.SERIALIZER_VERSION,
-            },
+        fastsql.execute(
+            conn,
+            _STATE_INSERT,
+            {"s_case_id": case_id, "s_body": delta.body, "s_now": now, "s_version": spiff.SERIALIZER_VERSION},
         )
     if delta.deletes:
         conn.execute(_TASK_DELETE, {"d_case_id": case_id, "d_ids": delta.deletes})

@@ -20,13 +20,14 @@ from pathlib import Path
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from lxml import etree
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, insert, select
 
 from engine import spiff
 from engine.calendar import parse_duration
 from engine.errors import EngineError, NotFound, Problem, SpecError
 from engine.orgs import ROLES
 from engine.sandbox import Sandbox
+from engine.store import fastsql
 from engine.store.models import spec_version
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -645,12 +646,14 @@ def deploy(
     return deployed
 
 
+_LATEST = fastsql.Statement("SELECT max(id) FROM spec_version WHERE process_id = :process_id")
+
+
 def latest_version_id(conn: Connection, process_id: str) -> int:
-    found = conn.execute(
-        select(func.max(spec_version.c.id)).where(spec_version.c.process_id == process_id)
-    ).scalar()
+    """The newest deployed version of ``process_id`` (``spec.not_found`` when there is none)."""
+    found = fastsql.fetch(conn, _LATEST, {"process_id": process_id})[0][0]
     if found is None:
         raise NotFound(
             "spec.not_found", f"process '{process_id}' has not been deployed", {"process_id": process_id}
         )
-    return int(found)
+    return int(str(found))
