@@ -3,7 +3,8 @@
 A user task with ``sla`` in its BPMN properties gets a clock when it becomes ready: the budget
 (``sla="5WD"``, or the variable named by ``sla_from`` — e.g. ``sla_budget`` from the routing DMN),
 ``warn_at`` (a percentage), ``supervise_after`` / ``escalate_after`` (defaults 1WD / 5WD after the
-deadline). The clock stops when the task closes — unless a task created in the same step holds it
+deadline), each from a case variable, the task, the process or the default (``engine.sla_policy``
+decides). The clock stops when the task closes — unless a task created in the same step holds it
 (``sla_holds="<clock key>"``, e.g. the street's extension decision holds the handler's clock), or
 carries the same ``sla_clock`` key. Stopping records the working time consumed and whose unit spent it.
 
@@ -21,7 +22,6 @@ cover is computed on weekends only, marked provisional with the reason, and reco
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
@@ -41,45 +41,13 @@ from engine.calendar import (
 )
 from engine.errors import Conflict, EngineError, InvalidInput, NotFound
 from engine.runtime import Runtime, Step, step
+from engine.sla_policy import DEFAULT_ESCALATE_AFTER, DEFAULT_SUPERVISE_AFTER, ClockPolicy, policy_for
 from engine.store import fastsql
 from engine.store.models import case, sla_clock
 
 log = logging.getLogger("gridcase.sla")
 
 RUNGS = ("warning", "overdue", "supervise", "escalate")
-DEFAULT_SUPERVISE_AFTER = "1WD"
-DEFAULT_ESCALATE_AFTER = "5WD"
-_PCT = re.compile(r"^(\d{1,2})%$")
-
-
-@dataclass(frozen=True, slots=True)
-class ClockPolicy:
-    """What a task's BPMN properties say about its clock."""
-
-    budget: str
-    warn_pct: int | None
-    supervise_after: str
-    escalate_after: str
-    clock_key: str
-    holds: str | None
-
-
-def policy_for(meta: spiff.TaskMeta, data: Mapping[str, object]) -> ClockPolicy | None:
-    props = meta.properties
-    source = props.get("sla_from")
-    budget = data.get(source) if source else None
-    budget = budget if isinstance(budget, str) and budget else props.get("sla")
-    if not budget:
-        return None
-    pct = _PCT.match(props.get("warn_at", ""))
-    return ClockPolicy(
-        budget=budget,
-        warn_pct=int(pct.group(1)) if pct else None,
-        supervise_after=props.get("supervise_after", DEFAULT_SUPERVISE_AFTER),
-        escalate_after=props.get("escalate_after", DEFAULT_ESCALATE_AFTER),
-        clock_key=props.get("sla_clock", meta.bpmn_id),
-        holds=props.get("sla_holds"),
-    )
 
 
 # --- deadline arithmetic --------------------------------------------------------------------------
