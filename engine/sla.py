@@ -4,9 +4,10 @@ A user task with ``sla`` in its BPMN properties gets a clock when it becomes rea
 (``sla="5WD"``, or the variable named by ``sla_from`` — e.g. ``sla_budget`` from the routing DMN),
 ``warn_at`` (a percentage), ``supervise_after`` / ``escalate_after`` (defaults 1WD / 5WD after the
 deadline), each from a case variable, the task, the process or the default (``engine.sla_policy``
-decides). The clock stops when the task closes — unless a task created in the same step holds it
-(``sla_holds="<clock key>"``, e.g. the street's extension decision holds the handler's clock), or
-carries the same ``sla_clock`` key. Stopping records the working time consumed and whose unit spent it.
+decides; the clock records where each value came from). The clock stops when the task closes — unless
+a task created in the same step holds it (``sla_holds="<clock key>"``, e.g. the street's extension
+decision holds the handler's clock), or carries the same ``sla_clock`` key. Stopping records the
+working time consumed and whose unit spent it.
 
 Rungs: warning (黄) → overdue (红) → supervision (督办) → escalation. Each fires once (``*_fired_at``),
 writes an audit event and outbox notifications (the handler's unit, then its leader, then the level
@@ -169,11 +170,12 @@ _INSERT_CLOCK = fastsql.Statement(
     "INSERT INTO sla_clock (case_id, task_id, task_spec, clock_key, org_unit_id, budget, budget_kind,"
     " budget_seconds, warn_pct, supervise_after, escalate_after, started_at, pauses, extensions, warn_due_at,"
     " due_at, supervise_at, escalate_at, next_rung_at, state, status, calendar_version, provisional,"
-    " provisional_reason, working_hours) VALUES (:case_id, :task_id, :task_spec, :clock_key,"
-    " :org_unit_id, :budget, :budget_kind, :budget_seconds, :warn_pct, :supervise_after, :escalate_after,"
-    " :started_at, :pauses, :extensions, :warn_due_at, :due_at, :supervise_at, :escalate_at, :next_rung_at,"
-    " :state, :status, :calendar_version, :provisional, :provisional_reason, :working_hours)",
-    json=frozenset({"pauses", "extensions"}),
+    " provisional_reason, working_hours, policy_sources) VALUES (:case_id, :task_id, :task_spec,"
+    " :clock_key, :org_unit_id, :budget, :budget_kind, :budget_seconds, :warn_pct, :supervise_after,"
+    " :escalate_after, :started_at, :pauses, :extensions, :warn_due_at, :due_at, :supervise_at, :escalate_at,"
+    " :next_rung_at, :state, :status, :calendar_version, :provisional, :provisional_reason, :working_hours,"
+    " :policy_sources)",
+    json=frozenset({"pauses", "extensions", "policy_sources"}),
     instants=frozenset(
         {"started_at", "warn_due_at", "due_at", "supervise_at", "escalate_at", "next_rung_at"}
     ),
@@ -285,6 +287,7 @@ def _start_clock(step: Step, task: OpenTask, policy: ClockPolicy) -> None:
         "calendar_version": plan.calendar_version,
         "provisional": plan.provisional,
         "provisional_reason": plan.reason,
+        "policy_sources": dict(policy.sources),
     }
     values["next_rung_at"] = _next_rung(values)
     fastsql.execute(step.conn, _INSERT_CLOCK, values)
@@ -778,6 +781,12 @@ class ClockView:
     working_hours: str | None
     pauses: list[dict[str, object]]
     extensions: list[dict[str, object]]
+    warn_pct: int | None = None
+    supervise_after: str | None = None
+    escalate_after: str | None = None
+    supervise_at: datetime | None = None
+    escalate_at: datetime | None = None
+    policy_sources: dict[str, str] | None = None  # None on clocks started before it was recorded
 
 
 def case_clocks(case_id: int, *, rt: Runtime) -> list[ClockView]:
@@ -814,6 +823,12 @@ def _view(m: ClockRow, calendar: WorkCalendar, now: datetime) -> ClockView:
         working_hours=m["working_hours"],
         pauses=list(m["pauses"]),
         extensions=list(m["extensions"]),
+        warn_pct=m["warn_pct"],
+        supervise_after=m["supervise_after"],
+        escalate_after=m["escalate_after"],
+        supervise_at=m["supervise_at"],
+        escalate_at=m["escalate_at"],
+        policy_sources=dict(m["policy_sources"]) if m.get("policy_sources") else None,
     )
 
 
@@ -821,7 +836,7 @@ def explain_clock(clock: ClockView, *, calendar: WorkCalendar) -> list[str]:
     """ "Why is this red?" — the clock's arithmetic in plain lines, from the clock alone."""
     local = calendar_tz()
     lines = [
-        f"任务 {clock.task_spec}：时限 {clock.budget}，"
+        f"任务 {clock.task_spec}：时限 {clock.budget}{_source_note(clock, 'sla')}，"
         f"{clock.started_at.astimezone(local).isoformat()} 开始计时（单位 {clock.org_unit_id or '-'}）",
     ]
     for pause in clock.pauses:
@@ -841,10 +856,45 @@ def explain_clock(clock: ClockView, *, calendar: WorkCalendar) -> list[str]:
             f"已用 {clock.consumed_seconds // 60} 分钟工作时间，预算 {clock.budget_seconds // 60} 分钟；"
             f"状态 {clock.status}（{clock.state}）"
         )
+        lines.extend(_rung_lines(clock))
     if clock.provisional:
         lines.append(f"暂定：{clock.provisional_reason}")
     lines.append(f"日历版本 {clock.calendar_version}")
     return lines
+
+
+_SOURCE_WORDS = {"task": "任务属性", "process": "流程属性", "default": "系统默认"}
+
+
+def _source_note(clock: ClockView, name: str) -> str:
+    """``（依据：变量 sla_warn_at）`` — where a value of the clock came from, when it was recorded."""
+    source = (clock.policy_sources or {}).get(name)
+    if source is None:
+        return ""
+    if source.startswith("variable:"):
+        return f"（依据：变量 {source.removeprefix('variable:')}）"
+    return f"（依据：{_SOURCE_WORDS.get(source, source)}）"
+
+
+def _rung_lines(clock: ClockView) -> list[str]:
+    """The thresholds the clock uses: warning, supervision and escalation, with where each came from."""
+    local = calendar_tz()
+
+    def at(instant: datetime | None) -> str:
+        return instant.astimezone(local).isoformat() if instant is not None else "-"
+
+    warn = (
+        f"预警（黄灯）：用时 {clock.warn_pct}%，{at(clock.warn_due_at)}"
+        if clock.warn_pct
+        else "预警（黄灯）：不预警"
+    )
+    supervise = clock.supervise_after or DEFAULT_SUPERVISE_AFTER
+    escalate = clock.escalate_after or DEFAULT_ESCALATE_AFTER
+    return [
+        warn + _source_note(clock, "warn_at"),
+        f"督办：超期后 {supervise}，{at(clock.supervise_at)}{_source_note(clock, 'supervise_after')}",
+        f"升级：超期后 {escalate}，{at(clock.escalate_at)}{_source_note(clock, 'escalate_after')}",
+    ]
 
 
 def calendar_tz() -> tzinfo:
