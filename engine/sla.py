@@ -42,7 +42,13 @@ from engine.calendar import (
 )
 from engine.errors import Conflict, EngineError, InvalidInput, NotFound
 from engine.runtime import Runtime, Step, step
-from engine.sla_policy import DEFAULT_ESCALATE_AFTER, DEFAULT_SUPERVISE_AFTER, ClockPolicy, policy_for
+from engine.sla_policy import (
+    DEFAULT_ESCALATE_AFTER,
+    DEFAULT_SUPERVISE_AFTER,
+    ClockPolicy,
+    Source,
+    policy_for,
+)
 from engine.store import fastsql
 from engine.store.models import case, sla_clock
 
@@ -863,7 +869,7 @@ def explain_clock(clock: ClockView, *, calendar: WorkCalendar) -> list[str]:
     return lines
 
 
-_SOURCE_WORDS = {"task": "任务属性", "process": "流程属性", "default": "系统默认"}
+_SOURCE_WORDS = {Source.TASK: "任务属性", Source.PROCESS: "流程属性", Source.DEFAULT: "系统默认"}
 
 
 def _source_note(clock: ClockView, name: str) -> str:
@@ -871,8 +877,8 @@ def _source_note(clock: ClockView, name: str) -> str:
     source = (clock.policy_sources or {}).get(name)
     if source is None:
         return ""
-    if source.startswith("variable:"):
-        return f"（依据：变量 {source.removeprefix('variable:')}）"
+    if source.startswith(Source.VARIABLE_PREFIX):
+        return f"（依据：变量 {source.removeprefix(Source.VARIABLE_PREFIX)}）"
     return f"（依据：{_SOURCE_WORDS.get(source, source)}）"
 
 
