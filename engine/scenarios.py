@@ -19,13 +19,17 @@ A scenario file::
         {"expect": {"ready": ["handle"], "status": "open", "outcome": "resolved",
                     "tasks": {"claim": "completed"}, "assigned": {"handle": "dept_urban"},
                     "audit": ["task.completed"], "data": {"returns": 1},
-                    "linked": {"process": "work_order", "ready": ["accept"]}}}
+                    "linked": {"process": "work_order", "ready": ["accept"]},
+                    "clocks": {"handle": {"warn_pct": 50, "supervise_after": "4WH", "status": "warning",
+                                          "sources": {"warn_at": "variable:sla_warn_at"}}}}}
       ]
     }
 
 ``complete``/``claim`` name a task by its BPMN id; with several ready (multi-instance) the first the
 actor may act on is taken. ``error`` expects the step to be refused with that code and the case to be
-unchanged. Everything here is engine-level; the CLI and the tests only call ``run_file``.
+unchanged. ``clocks`` checks the latest SLA clock of each named task (``sources``: where its budget
+and thresholds came from, compared key by key). Everything here is engine-level; the CLI and the
+tests only call ``run_file``.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from engine import cases, events, orgs, specs, tasks, timers
+from engine import cases, events, orgs, sla, specs, tasks, timers
 from engine.calendar import Duration, DurationUnit, parse_duration
 from engine.clock import FixedClock
 from engine.demo_org import load_demo_org
@@ -291,6 +295,10 @@ class _Runner:
                 problems.append(f"audit events missing: {missing}")
         if "data" in expect:
             problems.extend(self._check_data(case_id, _mapping(expect["data"], "data")))
+        if "clocks" in expect:
+            problems.extend(
+                _check_clocks(sla.case_clocks(case_id, rt=self.rt), _mapping(expect["clocks"], "clocks"))
+            )
         if "count" in expect:
             counts = _mapping(expect["count"], "count")
             for spec_name, number in counts.items():
@@ -350,6 +358,40 @@ class _Runner:
                 conn.execute(select(audit_event.c.id).where(audit_event.c.case_id == self._case_id())).all()
             )
         return (row.version, row.status, count)
+
+
+_CLOCK_FIELDS = ("budget", "status", "state", "warn_pct", "supervise_after", "escalate_after")
+
+
+def _check_clocks(clocks: list[sla.ClockView], wanted: Mapping[str, object]) -> list[str]:
+    """``{"handle": {"warn_pct": 50, "sources": {"warn_at": "variable:sla_warn_at"}}}`` against the latest
+    clock of each task."""
+    problems: list[str] = []
+    for spec_name, raw in wanted.items():
+        expected = _mapping(raw, f"clocks.{spec_name}")
+        found = [c for c in clocks if c.task_spec == spec_name]
+        if not found:
+            problems.append(f"no SLA clock for {spec_name}")
+            continue
+        clock = found[-1]
+        for name, value in expected.items():
+            if name == "sources":
+                recorded = clock.policy_sources or {}
+                for key, source in _mapping(value, f"clocks.{spec_name}.sources").items():
+                    if recorded.get(key) != source:
+                        problems.append(
+                            f"clock {spec_name}: {key} came from {recorded.get(key)!r}, expected {source!r}"
+                        )
+            elif name in _CLOCK_FIELDS:
+                if getattr(clock, name) != value:
+                    problems.append(
+                        f"clock {spec_name}: {name} is {getattr(clock, name)!r}, expected {value!r}"
+                    )
+            else:
+                raise ScenarioFailed(
+                    f"clocks.{spec_name}: unknown field {name!r}; one of {[*_CLOCK_FIELDS, 'sources']}"
+                )
+    return problems
 
 
 def _add_calendar(instant: datetime, duration: Duration) -> datetime:

@@ -3,9 +3,11 @@
 A user task with ``sla`` in its BPMN properties gets a clock when it becomes ready: the budget
 (``sla="5WD"``, or the variable named by ``sla_from`` — e.g. ``sla_budget`` from the routing DMN),
 ``warn_at`` (a percentage), ``supervise_after`` / ``escalate_after`` (defaults 1WD / 5WD after the
-deadline). The clock stops when the task closes — unless a task created in the same step holds it
-(``sla_holds="<clock key>"``, e.g. the street's extension decision holds the handler's clock), or
-carries the same ``sla_clock`` key. Stopping records the working time consumed and whose unit spent it.
+deadline), each from a case variable, the task, the process or the default (``engine.sla_policy``
+decides; the clock records where each value came from). The clock stops when the task closes — unless
+a task created in the same step holds it (``sla_holds="<clock key>"``, e.g. the street's extension
+decision holds the handler's clock), or carries the same ``sla_clock`` key. Stopping records the
+working time consumed and whose unit spent it.
 
 Rungs: warning (黄) → overdue (红) → supervision (督办) → escalation. Each fires once (``*_fired_at``),
 writes an audit event and outbox notifications (the handler's unit, then its leader, then the level
@@ -21,7 +23,6 @@ cover is computed on weekends only, marked provisional with the reason, and reco
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
@@ -41,45 +42,19 @@ from engine.calendar import (
 )
 from engine.errors import Conflict, EngineError, InvalidInput, NotFound
 from engine.runtime import Runtime, Step, step
+from engine.sla_policy import (
+    DEFAULT_ESCALATE_AFTER,
+    DEFAULT_SUPERVISE_AFTER,
+    ClockPolicy,
+    Source,
+    policy_for,
+)
 from engine.store import fastsql
 from engine.store.models import case, sla_clock
 
 log = logging.getLogger("gridcase.sla")
 
 RUNGS = ("warning", "overdue", "supervise", "escalate")
-DEFAULT_SUPERVISE_AFTER = "1WD"
-DEFAULT_ESCALATE_AFTER = "5WD"
-_PCT = re.compile(r"^(\d{1,2})%$")
-
-
-@dataclass(frozen=True, slots=True)
-class ClockPolicy:
-    """What a task's BPMN properties say about its clock."""
-
-    budget: str
-    warn_pct: int | None
-    supervise_after: str
-    escalate_after: str
-    clock_key: str
-    holds: str | None
-
-
-def policy_for(meta: spiff.TaskMeta, data: Mapping[str, object]) -> ClockPolicy | None:
-    props = meta.properties
-    source = props.get("sla_from")
-    budget = data.get(source) if source else None
-    budget = budget if isinstance(budget, str) and budget else props.get("sla")
-    if not budget:
-        return None
-    pct = _PCT.match(props.get("warn_at", ""))
-    return ClockPolicy(
-        budget=budget,
-        warn_pct=int(pct.group(1)) if pct else None,
-        supervise_after=props.get("supervise_after", DEFAULT_SUPERVISE_AFTER),
-        escalate_after=props.get("escalate_after", DEFAULT_ESCALATE_AFTER),
-        clock_key=props.get("sla_clock", meta.bpmn_id),
-        holds=props.get("sla_holds"),
-    )
 
 
 # --- deadline arithmetic --------------------------------------------------------------------------
@@ -201,11 +176,12 @@ _INSERT_CLOCK = fastsql.Statement(
     "INSERT INTO sla_clock (case_id, task_id, task_spec, clock_key, org_unit_id, budget, budget_kind,"
     " budget_seconds, warn_pct, supervise_after, escalate_after, started_at, pauses, extensions, warn_due_at,"
     " due_at, supervise_at, escalate_at, next_rung_at, state, status, calendar_version, provisional,"
-    " provisional_reason, working_hours) VALUES (:case_id, :task_id, :task_spec, :clock_key,"
-    " :org_unit_id, :budget, :budget_kind, :budget_seconds, :warn_pct, :supervise_after, :escalate_after,"
-    " :started_at, :pauses, :extensions, :warn_due_at, :due_at, :supervise_at, :escalate_at, :next_rung_at,"
-    " :state, :status, :calendar_version, :provisional, :provisional_reason, :working_hours)",
-    json=frozenset({"pauses", "extensions"}),
+    " provisional_reason, working_hours, policy_sources) VALUES (:case_id, :task_id, :task_spec,"
+    " :clock_key, :org_unit_id, :budget, :budget_kind, :budget_seconds, :warn_pct, :supervise_after,"
+    " :escalate_after, :started_at, :pauses, :extensions, :warn_due_at, :due_at, :supervise_at, :escalate_at,"
+    " :next_rung_at, :state, :status, :calendar_version, :provisional, :provisional_reason, :working_hours,"
+    " :policy_sources)",
+    json=frozenset({"pauses", "extensions", "policy_sources"}),
     instants=frozenset(
         {"started_at", "warn_due_at", "due_at", "supervise_at", "escalate_at", "next_rung_at"}
     ),
@@ -317,6 +293,7 @@ def _start_clock(step: Step, task: OpenTask, policy: ClockPolicy) -> None:
         "calendar_version": plan.calendar_version,
         "provisional": plan.provisional,
         "provisional_reason": plan.reason,
+        "policy_sources": dict(policy.sources),
     }
     values["next_rung_at"] = _next_rung(values)
     fastsql.execute(step.conn, _INSERT_CLOCK, values)
@@ -1013,6 +990,12 @@ class ClockView:
     working_hours: str | None
     pauses: list[dict[str, object]]
     extensions: list[dict[str, object]]
+    warn_pct: int | None = None
+    supervise_after: str | None = None
+    escalate_after: str | None = None
+    supervise_at: datetime | None = None
+    escalate_at: datetime | None = None
+    policy_sources: dict[str, str] | None = None  # None on clocks started before it was recorded
 
 
 def case_clocks(case_id: int, *, rt: Runtime) -> list[ClockView]:
@@ -1049,6 +1032,12 @@ def _view(m: ClockRow, calendar: WorkCalendar, now: datetime) -> ClockView:
         working_hours=m["working_hours"],
         pauses=list(m["pauses"]),
         extensions=list(m["extensions"]),
+        warn_pct=m["warn_pct"],
+        supervise_after=m["supervise_after"],
+        escalate_after=m["escalate_after"],
+        supervise_at=m["supervise_at"],
+        escalate_at=m["escalate_at"],
+        policy_sources=dict(m["policy_sources"]) if m.get("policy_sources") else None,
     )
 
 
@@ -1056,7 +1045,7 @@ def explain_clock(clock: ClockView, *, calendar: WorkCalendar) -> list[str]:
     """ "Why is this red?" — the clock's arithmetic in plain lines, from the clock alone."""
     local = calendar_tz()
     lines = [
-        f"任务 {clock.task_spec}：时限 {clock.budget}，"
+        f"任务 {clock.task_spec}：时限 {clock.budget}{_source_note(clock, 'sla')}，"
         f"{clock.started_at.astimezone(local).isoformat()} 开始计时（单位 {clock.org_unit_id or '-'}）",
     ]
     for pause in clock.pauses:
@@ -1076,10 +1065,45 @@ def explain_clock(clock: ClockView, *, calendar: WorkCalendar) -> list[str]:
             f"已用 {clock.consumed_seconds // 60} 分钟工作时间，预算 {clock.budget_seconds // 60} 分钟；"
             f"状态 {clock.status}（{clock.state}）"
         )
+        lines.extend(_rung_lines(clock))
     if clock.provisional:
         lines.append(f"暂定：{clock.provisional_reason}")
     lines.append(f"日历版本 {clock.calendar_version}")
     return lines
+
+
+_SOURCE_WORDS = {Source.TASK: "任务属性", Source.PROCESS: "流程属性", Source.DEFAULT: "系统默认"}
+
+
+def _source_note(clock: ClockView, name: str) -> str:
+    """``（依据：变量 sla_warn_at）`` — where a value of the clock came from, when it was recorded."""
+    source = (clock.policy_sources or {}).get(name)
+    if source is None:
+        return ""
+    if source.startswith(Source.VARIABLE_PREFIX):
+        return f"（依据：变量 {source.removeprefix(Source.VARIABLE_PREFIX)}）"
+    return f"（依据：{_SOURCE_WORDS.get(source, source)}）"
+
+
+def _rung_lines(clock: ClockView) -> list[str]:
+    """The thresholds the clock uses: warning, supervision and escalation, with where each came from."""
+    local = calendar_tz()
+
+    def at(instant: datetime | None) -> str:
+        return instant.astimezone(local).isoformat() if instant is not None else "-"
+
+    warn = (
+        f"预警（黄灯）：用时 {clock.warn_pct}%，{at(clock.warn_due_at)}"
+        if clock.warn_pct
+        else "预警（黄灯）：不预警"
+    )
+    supervise = clock.supervise_after or DEFAULT_SUPERVISE_AFTER
+    escalate = clock.escalate_after or DEFAULT_ESCALATE_AFTER
+    return [
+        warn + _source_note(clock, "warn_at"),
+        f"督办：超期后 {supervise}，{at(clock.supervise_at)}{_source_note(clock, 'supervise_after')}",
+        f"升级：超期后 {escalate}，{at(clock.escalate_at)}{_source_note(clock, 'escalate_after')}",
+    ]
 
 
 def calendar_tz() -> tzinfo:

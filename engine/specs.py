@@ -3,12 +3,15 @@
 Owns the rules a process owner's files must meet before anything runs (ARCHITECTURE §2 "Specs"):
 well-formed, entity-free XML; the BPMN 2.0 XSD; only elements the engine supports; every script,
 condition and timer compiled in the sandbox; every lane a known role; every user task with a form;
-SLA properties that parse; no event-based gateway with two timers. Validation collects *all*
-problems, each with file, element id and line. Deploying stores each set once by content hash.
+SLA properties that parse (on user tasks and on the process, and the literals of DMN output columns
+that a task reads through ``sla_from`` / ``warn_at_from`` …; see ``engine.sla_policy``); no
+event-based gateway with two timers. Validation collects *all* problems, each with file, element id
+and line. Deploying stores each set once by content hash.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import re
@@ -22,9 +25,8 @@ from jsonschema.exceptions import SchemaError
 from lxml import etree
 from sqlalchemy import Connection, insert, select
 
-from engine import spiff
-from engine.calendar import parse_duration
-from engine.errors import EngineError, NotFound, Problem, SpecError
+from engine import sla_policy, spiff
+from engine.errors import NotFound, Problem, SpecError
 from engine.orgs import ROLES
 from engine.sandbox import Sandbox
 from engine.store import fastsql
@@ -86,7 +88,6 @@ _ISO_LITERAL = re.compile(
     r"|\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?)"
     r"(/(P[\dYMWDTHS.]+|\d{4}-\d{2}-\d{2}\S*))?$"
 )
-_WARN_AT = re.compile(r"^(\d{1,3})%$")
 _DECLARATION = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
@@ -174,6 +175,7 @@ def validate(sources: Mapping[str, bytes], *, forms_dir: Path | None, sandbox: S
             trees[name] = tree
     parser = spiff.new_parser()
     lanes: dict[str, tuple[str, str]] = {}
+    defaults: dict[str, dict[str, str]] = {}  # flow-node id -> the properties of its process
     executable: list[tuple[str, str]] = []  # (file, process id)
     readable = len(trees) == len(sources)  # a process may call one in a file that could not be read
     for name, tree in trees.items():
@@ -184,7 +186,7 @@ def validate(sources: Mapping[str, bytes], *, forms_dir: Path | None, sandbox: S
             continue
         else:
             schema_valid = _check_schema(name, tree, result)
-            executable.extend(_check_bpmn(name, tree, sandbox, forms_dir, result, lanes))
+            executable.extend(_check_bpmn(name, tree, sandbox, forms_dir, result, lanes, defaults))
             if not schema_valid:
                 readable = False  # the library would only repeat the first schema error
                 continue
@@ -194,10 +196,11 @@ def validate(sources: Mapping[str, bytes], *, forms_dir: Path | None, sandbox: S
         except spiff.SpiffParseError as err:
             readable = False
             _add_library_problem(result, trees, err, file=name, element_id=None)
+    _check_dmn_feeds(trees, result)
     if readable:
         for name, process_id in executable:
             try:
-                result.processes[process_id] = spiff.parse_process(parser, process_id, lanes)
+                result.processes[process_id] = spiff.parse_process(parser, process_id, lanes, defaults)
             except spiff.SpiffParseError as err:
                 _add_library_problem(result, trees, err, file=name, element_id=process_id)
     if not result.ok:
@@ -307,6 +310,7 @@ def _check_bpmn(
     forms_dir: Path | None,
     result: Validation,
     lanes: dict[str, tuple[str, str]],
+    defaults: dict[str, dict[str, str]],
 ) -> list[tuple[str, str]]:
     processes = _executable_processes(name, tree, result)
     for el in tree.iter(f"{{{BPMN}}}*"):
@@ -335,6 +339,7 @@ def _check_bpmn(
     _check_expressions(name, tree, sandbox, result)
     _check_event_gateways(name, tree, result)
     _check_user_tasks(name, tree, forms_dir, result)
+    _check_process_properties(name, tree, result, defaults)
     _check_business_rules(name, tree, result)
     return [(name, pid) for pid in processes]
 
@@ -552,26 +557,99 @@ def form_path(forms_dir: Path, key: str) -> Path | None:
 def _check_property(
     name: str, key: str, value: str, tid: str | None, line: int | None, result: Validation
 ) -> None:
-    if key in ("sla", "supervise_after", "escalate_after"):
-        try:
-            duration = parse_duration(value)
-        except EngineError as err:
-            result.add(name, f"{key} '{value}': {err.message}", element_id=tid, line=line)
-            return
-        if duration.months:
-            result.add(
-                name,
-                f"{key} '{value}': months and years have no fixed length; use days (P30D) or "
-                "working days (20WD)",
-                element_id=tid,
-                line=line,
-            )
-    elif key == "warn_at":
-        match = _WARN_AT.match(value)
-        if not match or not 0 < int(match.group(1)) < 100:
-            result.add(
-                name, f"warn_at '{value}' must be a percentage between 1% and 99%", element_id=tid, line=line
-            )
+    if key == "sla" or key in sla_policy.THRESHOLDS:
+        problem = sla_policy.value_problem(key, value)
+    elif key in sla_policy.FROM_PROPERTIES:
+        problem = sla_policy.variable_problem(value)
+    else:
+        return
+    if problem is not None:
+        result.add(name, f"{key} '{value}': {problem}", element_id=tid, line=line)
+
+
+def _properties(el: etree._Element) -> list[etree._Element]:
+    """The Camunda properties of ``el`` itself (not of the elements inside it)."""
+    return el.findall(f"{{{BPMN}}}extensionElements/{{{CAMUNDA}}}properties/{{{CAMUNDA}}}property")
+
+
+def _check_process_properties(
+    name: str, tree: etree._Element, result: Validation, defaults: dict[str, dict[str, str]]
+) -> None:
+    """Process-wide SLA defaults (``warn_at``, ``supervise_after``, ``escalate_after`` on the
+    ``<bpmn:process>``): check them, and note them for every element of the process."""
+    allowed = ", ".join(sorted(sla_policy.PROCESS_PROPERTIES))
+    for process in tree.iter(f"{{{BPMN}}}process"):
+        pid = process.get("id")
+        found: dict[str, str] = {}
+        for prop in _properties(process):
+            key, value = prop.get("name") or "", prop.get("value") or ""
+            if key in sla_policy.TASK_ONLY_PROPERTIES:
+                result.add(
+                    name,
+                    f"{key} belongs on a user task, not on the process: set it on each task that needs "
+                    f"it (a process may set {allowed} for all its tasks)",
+                    element_id=pid,
+                    line=prop.sourceline,
+                )
+                continue
+            _check_property(name, key, value, pid, prop.sourceline, result)
+            if key in sla_policy.PROCESS_PROPERTIES:
+                found[key] = value
+        if not found:
+            continue
+        for el in process.iter(f"{{{BPMN}}}*"):
+            if el.get("id"):
+                defaults[el.get("id") or ""] = found
+
+
+def _check_dmn_feeds(trees: Mapping[str, etree._Element], result: Validation) -> None:
+    """DMN output cells that feed a clock: a column named like the variable of a task's ``sla_from`` /
+    ``warn_at_from`` … must hold valid values. Literal cells are checked; an expression cannot be known
+    before it runs (the step is refused then, ``sla.invalid_*``); an empty cell means "not set"."""
+    feeds: dict[str, tuple[str, str]] = {}  # variable -> (what it holds, "task 'x' (prop)")
+    for tree in trees.values():
+        if _is_dmn(tree) or etree.QName(tree).namespace != BPMN:
+            continue
+        for task in tree.iter(f"{{{BPMN}}}userTask"):
+            for prop in _properties(task):
+                key, variable = prop.get("name") or "", (prop.get("value") or "").strip()
+                if key in sla_policy.FROM_PROPERTIES and variable:
+                    reader = f"{key} of task '{task.get('id')}'"
+                    feeds.setdefault(variable, (sla_policy.FROM_PROPERTIES[key], reader))
+    if not feeds:
+        return
+    for file, tree in trees.items():
+        if not _is_dmn(tree):
+            continue
+        ns = etree.QName(tree).namespace
+        for table in tree.iter(f"{{{ns}}}decisionTable"):
+            outputs = [o.get("name") or o.get("label") or "" for o in table.findall(f"{{{ns}}}output")]
+            for rule in table.findall(f"{{{ns}}}rule"):
+                for column, entry in zip(outputs, rule.findall(f"{{{ns}}}outputEntry"), strict=False):
+                    if column in feeds:
+                        _check_feed(file, column, feeds[column], entry, ns, result)
+
+
+def _check_feed(
+    file: str, column: str, feed: tuple[str, str], entry: etree._Element, ns: str | None, result: Validation
+) -> None:
+    text = entry.findtext(f"{{{ns}}}text")
+    source = (text or "").strip()
+    if not source:
+        return  # an empty cell: not set, the task's own value applies
+    try:
+        value = ast.literal_eval(source)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return  # an expression: known only when it runs
+    holds, reader = feed
+    problem = None if sla_policy.is_unset(value) else sla_policy.value_problem(holds, value)
+    if problem is not None:
+        result.add(
+            file,
+            f"output {column} = {source} (read as {holds} by {reader}): {problem}",
+            element_id=entry.get("id") or _owner_id(entry),
+            line=entry.sourceline,
+        )
 
 
 def _check_dmn(name: str, tree: etree._Element, sandbox: Sandbox, result: Validation) -> None:

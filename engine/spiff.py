@@ -220,7 +220,12 @@ def _located(err: ScriptError, task: Task, source: str) -> ScriptError | Invalid
 
 @dataclass(frozen=True, slots=True)
 class TaskMeta:
-    """What the engine needs to know about one user task of a process, read from the BPMN."""
+    """What the engine needs to know about one user task of a process, read from the BPMN.
+
+    ``properties`` are the task's own Camunda extension properties; ``process_properties`` those of the
+    ``<bpmn:process>`` that contains it (process-wide defaults, e.g. ``warn_at``). Specs stored before
+    ``process_properties`` existed load with none.
+    """
 
     bpmn_id: str
     name: str
@@ -228,6 +233,7 @@ class TaskMeta:
     lane_name: str | None
     form_key: str | None
     properties: dict[str, str] = field(default_factory=dict)
+    process_properties: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -237,6 +243,7 @@ class TaskMeta:
             "lane_name": self.lane_name,
             "form_key": self.form_key,
             "properties": self.properties,
+            "process_properties": self.process_properties,
         }
 
     @staticmethod
@@ -248,6 +255,7 @@ class TaskMeta:
             lane_name=cast("str | None", dct.get("lane_name")),
             form_key=cast("str | None", dct.get("form_key")),
             properties=dict(cast("dict[str, str]", dct.get("properties") or {})),
+            process_properties=dict(cast("dict[str, str]", dct.get("process_properties") or {})),
         )
 
 
@@ -402,12 +410,18 @@ def _plain_library_message(message: str) -> str:
 
 
 def parse_process(
-    parser: CamundaParser, process_id: str, lanes: Mapping[str, tuple[str, str]]
+    parser: CamundaParser,
+    process_id: str,
+    lanes: Mapping[str, tuple[str, str]],
+    process_properties: Mapping[str, Mapping[str, str]] | None = None,
 ) -> ParsedProcess:
     """Build the spec of ``process_id`` (and what it calls) from the files added to ``parser``.
 
-    ``lanes`` maps a flow-node id to (lane id, lane name), read from the XML by the caller.
+    ``lanes`` maps a flow-node id to (lane id, lane name), and ``process_properties`` a flow-node id to
+    the Camunda properties of its ``<bpmn:process>`` (the library does not read those), both read from
+    the XML by the caller.
     """
+    process_properties = process_properties or {}
     try:
         spec = parser.get_spec(process_id)
         subprocess_specs = parser.get_subprocess_specs(process_id)
@@ -429,6 +443,7 @@ def parse_process(
                 lane_name=lane[1] if lane else task_spec.lane,
                 form_key=getattr(form, "key", None) or None,
                 properties={str(k): str(v) for k, v in (task_spec.extensions or {}).items()},
+                process_properties=dict(process_properties.get(task_spec.bpmn_id or "", {})),
             )
     for each in [spec, *subprocess_specs.values()]:
         if each is not None:

@@ -98,7 +98,8 @@ spec_version = Table(
     Column("content_hash", String(64), nullable=False),
     Column("files", JSON, nullable=False),  # {relative name: text} of every BPMN/DMN/form in the version
     Column("spec_json", Text, nullable=False),  # serialized process + subprocess specs, stored once
-    Column("task_meta", JSON, nullable=False),  # per user task: name, lane, role, form_key, sla, warn_at
+    # per user task: name, lane, form_key, its properties (sla, warn_at …) and its process's properties
+    Column("task_meta", JSON, nullable=False),
     Column("serializer_version", String(16), nullable=False),
     Column("deployed_at", UTCDateTime(), nullable=False),
     Column("deployed_by", String(64), nullable=True),
@@ -247,6 +248,9 @@ sla_clock = Table(
     Column("provisional", Boolean, nullable=False, default=False),
     Column("provisional_reason", String(300), nullable=True),
     Column("working_hours", String(100), nullable=True),  # the unit's hours the clock counts in
+    # where sla / warn_at / supervise_after / escalate_after came from: "variable:<name>", "task",
+    # "process" or "default" (NULL on clocks started before migration 0006)
+    Column("policy_sources", JSON, nullable=True),
     Index("ix_sla_clock_state_due", "state", "due_at"),
 )
 

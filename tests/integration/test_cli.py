@@ -65,3 +65,29 @@ def test_diagram_draws_a_process_as_svg_with_highlights(tmp_path: Path) -> None:
     assert "处置" in svg and "current" in svg
     code, output = run(tmp_path / "x.db", "diagram", bpmn, "--highlight", "handle")
     assert code == 1 and output.startswith("error: diagram.bad_highlight")
+
+
+def test_case_clocks_shows_each_threshold_and_where_it_came_from(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    assert run(db, "demo")[0] == 0
+    code, output = run(
+        db,
+        "case",
+        "start",
+        "work_order",
+        "--title",
+        "噪声",
+        "--grid",
+        "g1",
+        "--category",
+        "noise",
+        "--as",
+        "gw_g1",
+    )
+    assert code == 0, output
+    number = next(word for word in output.split() if word.startswith("WO"))
+    code, output = run(db, "case", "clocks", number)
+    assert code == 0, output
+    assert "时限 1WD（依据：任务属性）" in output  # 社区受理: its own sla …
+    assert "用时 80%" in output and "督办：超期后 1WD" in output  # … the process's thresholds
+    assert output.count("（依据：流程属性）") == 3
