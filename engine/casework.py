@@ -24,14 +24,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
 from engine import access, cases, events, orgs, tasks
 from engine.errors import InvalidInput, NotFound, PermissionDenied
 from engine.runtime import CaseRow, Guard, Runtime
 from engine.store import fastsql
-from engine.store.models import case, human_task, membership
+from engine.store.models import case, human_task
 
 __all__ = [
     "CHANNELS",
@@ -179,11 +179,24 @@ class TaskPage:
     next_cursor: str | None
 
 
-_WORK_COLUMNS = (
-    human_task,
-    case.c.number.label("case_number"),
-    case.c.title.label("case_title"),
-    case.c.version.label("case_version"),
+# The work list's page, prepared (every client polls it): ready tasks claimed by the caller, and unclaimed
+# ready tasks of one of their (role, unit)s, oldest first; the second form continues after a cursor.
+_WORK_SQL = (
+    "SELECT t.*, c.number AS case_number, c.title AS case_title, c.version AS case_version FROM human_task t"
+    " JOIN \"case\" c ON c.id = t.case_id WHERE t.state = 'ready' AND (t.assignee_id = :person_id"
+    " OR (t.assignee_id IS NULL AND EXISTS (SELECT 1 FROM membership m WHERE m.person_id = :person_id"
+    " AND m.role = t.role AND m.org_unit_id = t.org_unit_id))){after}"
+    " ORDER BY t.created_at, t.id LIMIT :limit"
+)
+_WORK_PAGE = fastsql.Statement(
+    _WORK_SQL.format(after=""), result_instants=frozenset({"created_at", "completed_at"})
+)
+_WORK_PAGE_AFTER = fastsql.Statement(
+    _WORK_SQL.format(
+        after=" AND (t.created_at > :after_at OR (t.created_at = :after_at AND t.id > :after_id))"
+    ),
+    instants=frozenset({"after_at"}),
+    result_instants=frozenset({"created_at", "completed_at"}),
 )
 
 
@@ -195,38 +208,15 @@ def work_list(who: access.Principal, *, rt: Runtime, cursor: str | None = None, 
     stays on the list while later pages are read; tasks completed meanwhile simply drop out."""
     if not 1 <= limit <= MAX_WORK_PAGE:
         raise InvalidInput("search.bad_limit", f"limit must be 1 to {MAX_WORK_PAGE}", {"limit": limit})
-    person_id = who.person_id
-    candidate = (
-        select(membership.c.id)
-        .where(
-            membership.c.person_id == person_id,
-            membership.c.role == human_task.c.role,
-            membership.c.org_unit_id == human_task.c.org_unit_id,
-        )
-        .exists()
-    )
-    where = [
-        human_task.c.state == "ready",
-        or_(human_task.c.assignee_id == person_id, and_(human_task.c.assignee_id.is_(None), candidate)),
-    ]
+    params: dict[str, object] = {"person_id": who.person_id, "limit": limit + 1}
+    statement = _WORK_PAGE
     if cursor is not None:
-        at, task_id = decode_task_cursor(cursor)
-        where.append(
-            or_(
-                human_task.c.created_at > at,
-                and_(human_task.c.created_at == at, human_task.c.id > task_id),
-            )
-        )
+        params["after_at"], params["after_id"] = decode_task_cursor(cursor)
+        statement = _WORK_PAGE_AFTER
     with rt.db.read() as conn:
-        rows = conn.execute(
-            select(*_WORK_COLUMNS)
-            .join(case, case.c.id == human_task.c.case_id)
-            .where(*where)
-            .order_by(human_task.c.created_at, human_task.c.id)
-            .limit(limit + 1)
-        ).all()
+        rows = fastsql.fetch_mappings(conn, statement, params)
     names = tasks.TaskView.__dataclass_fields__
-    items = [tasks.TaskView(**{k: r._mapping[k] for k in names}) for r in rows[:limit]]
+    items = [tasks.TaskView(**{k: r[k] for k in names}) for r in rows[:limit]]  # type: ignore[arg-type]
     if len(rows) <= limit:
         return TaskPage(items, None)
     return TaskPage(items, encode_task_cursor(items[-1].created_at, items[-1].id))

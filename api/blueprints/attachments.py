@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from flask import Response, current_app, send_file
-from flask_smorest import Blueprint
 
 from api.auth import caller
+from api.blueprints.base import Blueprint
 from api.config import Config
 from api.http import MULTIPART, accepts, max_body, runtime
 from api.schemas.attachments import UploadIn

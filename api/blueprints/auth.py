@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from flask import session
-from flask_smorest import Blueprint
 
 from api.auth import SESSION_KEY, caller, client_ip, current_session, presented_token
+from api.blueprints.base import Blueprint
 from api.http import runtime
 from api.schemas.auth import LoginIn, LoginOut, MeOut, TokenOut
 from engine import accounts, directory

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from api.auth import caller
+from api.blueprints.base import Blueprint
 from api.http import etag, expected_version, runtime
 from api.schemas.cases import CaseFileOut, CasePageOut, CaseQuery, IntakeIn, MessageIn, MessageOut
 from api.schemas.common import IdempotencyHeader, IfMatchHeader

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from api.auth import caller
+from api.blueprints.base import Blueprint
 from api.http import runtime
 from api.schemas.notifications import MarkReadIn, MarkReadOut, NotificationOut, NotificationQuery
 from engine import notify, supervision

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from api.auth import caller
+from api.blueprints.base import Blueprint
 from api.http import runtime
 from api.schemas.org import MemberOut, UnitNodeOut
 from engine import directory

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from api.auth import caller
+from api.blueprints.base import Blueprint
 from api.http import etag, expected_version, runtime
 from api.schemas.common import IfMatchHeader
 from api.schemas.sla import CaseSlaOut, ExtensionIn, NoteIn, SuspendIn, WatchQuery, WatchRowOut

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, current_app
-from flask_smorest import Blueprint
 
 from api.auth import caller
+from api.blueprints.base import Blueprint
 from api.config import Config
 from api.http import MULTIPART, accepts, max_body, runtime
 from api.schemas.specs import DeployedOut, SpecQuery, SpecUploadIn, SpecVersionOut, ValidationOut
