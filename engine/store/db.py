@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,6 +106,7 @@ class Database:
         else:
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)
+        self._writer = threading.RLock() if self.is_sqlite else None
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -117,6 +119,7 @@ class Database:
         db.is_sqlite = url.startswith("sqlite")
         connect_args = {"check_same_thread": False, "timeout": 30} if db.is_sqlite else {}
         db.engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
+        db._writer = threading.RLock() if db.is_sqlite else None
         if db.is_sqlite:
             event.listen(db.engine, "connect", _sqlite_connect)
             event.listen(db.engine, "begin", _sqlite_begin)
@@ -128,11 +131,29 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction: committed when the block ends, rolled back on any exception."""
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(**{_WRITE: True})
-            with conn.begin():
-                yield conn
+        """A write transaction: committed when the block ends, rolled back on any exception.
+
+        On SQLite the threads of one process queue for the single write lock here, in order, rather
+        than polling the file lock against each other (other processes are still polled for)."""
+        if self._writer is None:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(**{_WRITE: True})
+                with conn.begin():
+                    yield conn
+            return
+        if not self._writer.acquire(timeout=WRITER_WAIT_S):
+            raise Conflict(
+                "store.busy",
+                f"another writer held the database for over {WRITER_WAIT_S:g} s; try again",
+                {"waited_s": WRITER_WAIT_S},
+            )
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(**{_WRITE: True})
+                with conn.begin():
+                    yield conn
+        finally:
+            self._writer.release()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
