@@ -125,6 +125,10 @@ def fire_due_timers(*, rt: Runtime, limit: int = BATCH) -> FireReport:
 
 
 def mark_incident(rt: Runtime, case_id: int, err: Exception) -> None:
+    """Mark a case whose due work failed an incident (supervisors see it; firing skips it from now on) —
+    unless the database was only busy: then the next round simply tries again."""
+    if isinstance(err, EngineError) and err.code == "store.busy":
+        return
     code = err.code if isinstance(err, EngineError) else "internal_error"
     with rt.db.write() as conn:
         conn.execute(update(case).where(case.c.id == case_id).values(status="incident", updated_at=rt.now()))

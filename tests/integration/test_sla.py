@@ -327,3 +327,32 @@ def test_a_clock_counts_in_its_units_working_hours_and_records_them(
         orgs.set_working_hours(conn, "c1", None)
     [unchanged] = sla.case_clocks(started.id, rt=slaed)  # a running clock keeps the hours it started with
     assert unchanged.due_at == sh("2025-03-03T15:00")
+
+
+def test_a_case_whose_rungs_fail_is_marked_an_incident_unless_the_database_was_only_busy(
+    slaed: Runtime, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Overdue rungs the diagram catches run case by case: a failing case becomes an incident and the
+    others fire; a case refused only because the database stayed busy is left for the next round."""
+    broken, busy, fine = start(slaed), start(slaed), start(slaed)
+    clock.set(sh("2025-03-03T10:00:01"))
+    assert len(sla.fire_due_rungs(rt=slaed).fired) == 3  # the warnings
+    clock.set(sh("2025-03-03T11:00:01"))
+    real = sla.fire_rungs_of_case
+
+    def failing(case_id: int, *, rt: Runtime) -> list[tuple[int, str]]:
+        if case_id == broken.id:
+            raise Conflict("case.engine_error", "the process could not continue")
+        if case_id == busy.id:
+            raise Conflict("store.busy", "another writer held the database")
+        return real(case_id, rt=rt)
+
+    monkeypatch.setattr(sla, "fire_rungs_of_case", failing)
+    report = sla.fire_due_rungs(rt=slaed)
+    assert report.failed == {broken.id: "case.engine_error", busy.id: "store.busy"}
+    assert report.cases == {fine.id}
+    assert cases.get_case(broken.id, rt=slaed).status == "incident"
+    assert cases.get_case(busy.id, rt=slaed).status == "open"
+    monkeypatch.setattr(sla, "fire_rungs_of_case", real)
+    assert [rung for _, rung in sla.fire_due_rungs(rt=slaed).fired] == ["overdue"]  # the busy one, now
+    assert set(ready(slaed, busy.id)) == {"escalated"}
