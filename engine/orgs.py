@@ -50,6 +50,7 @@ from engine.store.models import membership, org_unit, person
 
 __all__ = [
     "ROLES",
+    "ROLE_UNIT_KINDS",
     "UNIT_KINDS",
     "UNIT_KIND_LABELS",
     "Membership",
@@ -108,6 +109,24 @@ UNIT_KIND_LABELS: dict[str, str] = {
     "micro_grid": "微网格",
     "special_grid": "专属网格",
     "department": "部门",
+}
+
+_GRIDS = frozenset({"grid", "micro_grid", "special_grid"})
+# The kinds of unit a role is held in: where a task of that role may be assigned (改派 refuses others).
+ROLE_UNIT_KINDS: dict[str, frozenset[str]] = {
+    "resident": _GRIDS,
+    "grid_worker": _GRIDS,
+    "grid_leader": _GRIDS,
+    "community": frozenset({"community"}),
+    "street": frozenset({"street"}),
+    "department": frozenset({"department"}),
+    "command_centre": frozenset({"district", "street"}),
+    "satisfaction_caller": frozenset({"district", "street"}),
+    "mediator": frozenset({"street", "community"}),
+    "judicial_office": frozenset({"department"}),
+    "process_owner": frozenset({"district"}),
+    "supervisor": frozenset({"district", "street", "community"}),
+    "leader": frozenset(UNIT_KINDS),
 }
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

@@ -4,6 +4,7 @@ the case's ``next_wake_at``. Work lists and schedulers read these tables, never 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, insert, select
@@ -154,6 +155,16 @@ def enqueue(step: Step, topic: str, payload: dict[str, object], *, recipient_id:
             "attempts": 0,
         },
     )
+
+
+def unit_variable(role: str, data: Mapping[str, object], unit: str | None) -> str | None:
+    """The task data variable that placed a ``role`` task in ``unit`` (the first of ``UNIT_VARIABLES``
+    that assignment reads, when it names that unit), or None when the unit came from the grid."""
+    for variable in UNIT_VARIABLES.get(role, ()):
+        value = data.get(variable)
+        if isinstance(value, str) and value:
+            return variable if value == unit else None
+    return None
 
 
 def _assign_unit(step: Step, role: str, data: dict[str, object]) -> str | None:

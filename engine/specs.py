@@ -3,8 +3,9 @@
 Owns the rules a process owner's files must meet before anything runs (ARCHITECTURE §2 "Specs"):
 well-formed, entity-free XML; the BPMN 2.0 XSD; only elements the engine supports; every script,
 condition and timer compiled in the sandbox; every lane a known role; every user task with a form;
-SLA properties that parse; no event-based gateway with two timers. Validation collects *all*
-problems, each with file, element id and line. Deploying stores each set once by content hash.
+SLA properties that parse; task actions (``engine.actions``) wired to fields of the task's form; no
+event-based gateway with two timers. Validation collects *all* problems, each with file, element id
+and line. Deploying stores each set once by content hash.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from jsonschema.exceptions import SchemaError
 from lxml import etree
 from sqlalchemy import Connection, func, insert, select
 
-from engine import spiff
+from engine import actions, spiff
 from engine.calendar import parse_duration
 from engine.errors import EngineError, NotFound, Problem, SpecError
 from engine.orgs import ROLES
@@ -508,9 +509,14 @@ def _check_user_tasks(name: str, tree: etree._Element, forms_dir: Path | None, r
             )
         else:
             _check_form(name, key, tid, line, forms_dir, result)
+        properties: dict[str, str] = {}
         for prop in task.iter(f"{{{CAMUNDA}}}property"):
-            key, value = prop.get("name") or "", prop.get("value") or ""
-            _check_property(name, key, value, tid, prop.sourceline, result)
+            pname, value = prop.get("name") or "", prop.get("value") or ""
+            properties[pname] = value
+            _check_property(name, pname, value, tid, prop.sourceline, result)
+        form_text = result.forms.get(key or "")
+        for problem in actions.problems(properties, json.loads(form_text) if form_text else None):
+            result.add(name, problem, element_id=tid, line=line)
 
 
 def _check_form(
