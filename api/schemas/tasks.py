@@ -100,11 +100,15 @@ class ReturnIn(RequestSchema):
 
 
 class ExtensionRequestIn(RequestSchema):
-    days = fields.Integer(required=True, validate=_DAYS, metadata={"description": "working days asked for"})
+    days = fields.Integer(
+        required=True, strict=True, validate=_DAYS, metadata={"description": "working days asked for"}
+    )
     reason = fields.String(required=True, validate=_TEXT, metadata={"description": "why (延期理由)"})
 
 
 class ExtensionDecisionIn(RequestSchema):
     decision = fields.String(required=True, validate=validate.OneOf(["approve", "reject"]))
-    days = fields.Integer(validate=_DAYS, metadata={"description": "working days granted (approve only)"})
+    days = fields.Integer(
+        strict=True, validate=_DAYS, metadata={"description": "working days granted (approve only)"}
+    )
     comment = fields.String(validate=_TEXT, metadata={"description": "审批意见 (the form may require it)"})
