@@ -1,5 +1,6 @@
-"""Case work as an authenticated caller does it: intake (点单) with idempotency, task reads and actions,
-and BPMN messages sent by supervisors — each checked against the caller's scope before the step runs.
+"""Case work as an authenticated caller does it: intake (点单) with idempotency, task reads and actions
+(claim, complete, 改派 reassign, and the 退单 / 延期申请 / 延期审批 actions a task's diagram declares), and
+BPMN messages sent by supervisors — each checked against the caller's scope before the step runs.
 
 Owns no table. The steps themselves are ``engine.cases`` / ``engine.tasks`` / ``engine.events`` (which
 check ``orgs.may_act`` inside the locked step); this module adds what an outside caller needs first: the
@@ -304,7 +305,8 @@ def complete(
     rt: Runtime,
     expected_version: int | None = None,
 ) -> tasks.TaskView:
-    """Complete a task with form data (outcomes such as 退单 or 延期申请 are values of the task's form)."""
+    """Complete a task with form data (退单 or 延期申请 are values of the task's form; ``return_task`` and
+    ``request_extension`` fill them in from the diagram's properties)."""
     _check_visible(rt, who, task_id)
     return tasks.complete_task(
         task_id, rt=rt, actor=who.person_id, data=data, expected_version=expected_version

@@ -14,6 +14,9 @@ Assignment (ARCHITECTURE §2). A task's candidates are (role, org unit). ``resol
 unit: the dispatch hint (a department) if it has an active member with the role, else the nearest unit
 on the way up from the case's grid (grid → community → street → district) that has one.
 
+Kinds. ``ROLE_UNIT_KINDS`` says which kinds of unit hold each role (a grid worker a grid, a department
+handler a department …); reassigning a task (改派) to a unit of another kind is refused.
+
 Acting. ``may_act`` is true when the person (active) holds the role in the task's unit, or holds
 ``supervisor`` in that unit or any ancestor of it: a supervisor may take over (代办) any task of their
 subtree; the audit event records who actually acted. Nobody else may act, not even a supervisor of a
