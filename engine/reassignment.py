@@ -7,7 +7,9 @@ import flask, api or celery.
 Who. Reassigning is an act of the level that routes or leads the work, never of the handler whose
 task it is: the caller needs a grant of ``REASSIGN_ROLES`` that *reaches* both the task's current unit
 and the target unit, and that is not the task's own (role, unit) — so a community moves a grid
-worker's task but not its own 受理, a street re-routes a department's order but not its own 派单.
+worker's task but not its own 受理, a street re-routes a department's order but not its own 派单. A task
+that could be assigned to no unit (nobody held its role) may be placed by any of those roles whose
+area holds the case.
 
     grant role                                   reaches a unit …
     grid_leader, community                       in the subtree of the grant's unit (a grid leader
@@ -94,7 +96,12 @@ def check_authority(
 ) -> list[access.Grant]:
     """The caller's grants that reach the task where it is now; ``task.reassign_forbidden`` if none."""
     unit = _unit(conn, unit_id)
-    usable = [g for g in _grants(who, role, unit_id) if unit is not None and _reaches(g, unit, case_path)]
+    usable = [
+        g
+        for g in _grants(who, role, unit_id)
+        # a task nobody could be assigned (no unit) may be placed by anyone above the case itself
+        if (_reaches(g, unit, case_path) if unit is not None else case_path.startswith(g.path))
+    ]
     if not usable or role is None:
         raise PermissionDenied(
             "task.reassign_forbidden",
@@ -124,6 +131,12 @@ def check_target(
             "task.reassign_no_target",
             "name the person (assignee_id) or the unit (org_unit_id) to move the task to",
             {"fields": {"assignee_id": "or org_unit_id"}},
+        )
+    if org_unit_id is None and current_unit is None:
+        raise InvalidInput(
+            "task.reassign_no_target",
+            "the task has no unit yet: name the unit (org_unit_id) to move it to",
+            {"fields": {"org_unit_id": "required"}},
         )
     unit = _unit(conn, org_unit_id or current_unit)
     if unit is None:

@@ -7,13 +7,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from engine import audit, cases, sla, tasks
 from engine.clock import SHANGHAI, FixedClock
 from engine.errors import Conflict, EngineError, InvalidInput, PermissionDenied
 from engine.runtime import Runtime
-from engine.store.models import audit_event, human_task, outbox, sla_clock
+from engine.store.models import audit_event, human_task, outbox, person, sla_clock
 from tests.conftest import REPO, deploy_folder
 
 
@@ -388,3 +388,32 @@ def test_two_reassignments_attribute_the_clock_to_each_unit_in_turn(rt: Runtime,
     ]
     assert spent == [("g1", 3600, 3600), ("g2", 8100, 11700)]
     assert clock_of(rt, started.id, "handle").org_unit_id == "g1"
+
+
+def test_a_task_nobody_could_be_assigned_is_placed_by_someone_above_the_case(rt: Runtime) -> None:
+    with rt.db.write() as conn:  # nobody works in g1 any more: the new task finds no unit
+        conn.execute(update(person).where(person.c.id.in_(["gw_g1", "gw_g1_2"])).values(active=False))
+    started = cases.start_case("demo", rt=rt, actor="resident_1", title="楼道堆物", kind="demo", grid_id="g1")
+    handle = ready(rt, started.id, "handle")
+    assert (handle.role, handle.org_unit_id) == ("grid_worker", None)
+    refused(
+        rt,
+        started.id,
+        lambda: tasks.reassign_task(
+            handle.id, rt=rt, actor="community_c1", reason="改派", assignee_id="gw_g2"
+        ),
+        InvalidInput,
+        "task.reassign_no_target",
+    )
+    refused(
+        rt,
+        started.id,
+        lambda: tasks.reassign_task(handle.id, rt=rt, actor="community_c3", reason="改派", org_unit_id="g5"),
+        PermissionDenied,
+        "task.reassign_forbidden",
+    )
+    placed = tasks.reassign_task(
+        handle.id, rt=rt, actor="community_c1", reason="由第二网格代办", org_unit_id="g2"
+    )
+    assert (placed.org_unit_id, placed.assignee_id) == ("g2", None)
+    assert [t.id for t in tasks.list_tasks(rt=rt, person_id="gw_g2")] == [handle.id]
