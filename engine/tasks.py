@@ -248,16 +248,7 @@ def _complete(
                 f"form '{form_key}' is not part of this case's spec version",
                 {"form_key": form_key},
             )
-        action: str | None = None
-        if isinstance(given, Mapping):
-            data = given
-        else:
-            meta = current.spec.user_tasks.get(str(task["task_spec"]))
-            form = json.loads(schema) if schema else None
-            data = actions.form_data(
-                meta.properties if meta else {}, form, given, task_name=str(task["name"])
-            )
-            action = actions.name_of(given)
+        data, action = _form_data(current, task, schema, given)
         if form_key and schema is not None:
             validate_form(str(form_key), schema, data)
         current.instance.complete_user_task(task_id, data, rt.clock)
@@ -283,6 +274,18 @@ def _complete(
         )
         view = _step_view(current, task, state="completed", completed_at=current.now, completed_by=actor)
     return view
+
+
+def _form_data(
+    current: Step, task: TaskRow, schema: str | None, given: Mapping[str, object] | actions.ActionInput
+) -> tuple[Mapping[str, object], str | None]:
+    """The form data to complete with, and the action it came from (None for plain form data)."""
+    if isinstance(given, Mapping):
+        return given, None
+    meta = current.spec.user_tasks.get(str(task["task_spec"]))
+    form = json.loads(schema) if schema else None
+    data = actions.form_data(meta.properties if meta else {}, form, given, task_name=str(task["name"]))
+    return data, actions.name_of(given)
 
 
 def _approve_extension(current: Step, task: TaskRow, data: Mapping[str, object], actor: str) -> None:
