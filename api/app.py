@@ -27,8 +27,9 @@ from engine.scheduler import Scheduler
 from engine.store.db import Database, resolve_url
 
 API_DESCRIPTION = """gridcase JSON API: intake from every channel, case lists scoped by the caller's
-organisation, work lists and task actions, SLA clocks (suspend, resume, remind, supervise, extend) and
-supervision lists, notifications, specs, organisation, attachments.
+organisation, work lists and task actions (claim, complete, reassign, return, extension request and
+decision), SLA clocks (suspend, resume, remind, supervise, extend) and supervision lists,
+notifications, specs, organisation, attachments.
 
 Authenticate with `POST /api/auth/login`, then send `Authorization: Bearer <token>`. Every error has the
 shape `{"code", "message", "details"}` with a stable dotted `code`. Case and task responses carry

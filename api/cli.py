@@ -452,6 +452,116 @@ _assign_command("claim", tasks.claim_task, "claimed")
 _assign_command("unclaim", tasks.unclaim_task, "released")
 
 
+@task_group.command("reassign")
+@click.argument("task_id")
+@click.option("--as", "person", required=True, help="who reassigns (a leader, community, street … above it).")
+@click.option("--to", "assignee", help="the person to give the task to.")
+@click.option("--unit", help="the unit to move the task to (alone: to its shared list).")
+@click.option("--reason", required=True, help="why (改派原因).")
+@click.option("--version", "expected_version", type=int, help="the case version you saw (stale → refused).")
+@pass_ctx
+def task_reassign(
+    ctx: Ctx,
+    task_id: str,
+    person: str,
+    assignee: str | None,
+    unit: str | None,
+    reason: str,
+    expected_version: int | None,
+) -> None:
+    """改派: move TASK_ID to another person (--to) and/or unit (--unit)."""
+    with reported():
+        done = tasks.reassign_task(
+            task_id,
+            rt=ctx.rt,
+            actor=person,
+            reason=reason,
+            assignee_id=assignee,
+            org_unit_id=unit,
+            expected_version=expected_version,
+        )
+        click.echo(
+            f"reassigned {done.name} ({done.id}) to {done.assignee_id or 'the shared list'} "
+            f"@{done.org_unit_id}; version {done.case_version}"
+        )
+
+
+@task_group.command("return")
+@click.argument("task_id")
+@click.option("--as", "person", required=True)
+@click.option("--reason", required=True, help="why (退单说明).")
+@click.option("--code", "reason_code", help="a reason code of the task's form, e.g. not_responsible.")
+@click.option("--version", "expected_version", type=int)
+@pass_ctx
+def task_return(
+    ctx: Ctx, task_id: str, person: str, reason: str, reason_code: str | None, expected_version: int | None
+) -> None:
+    """退单: return TASK_ID down the path its diagram declares."""
+    with reported():
+        done = tasks.return_task(
+            task_id,
+            rt=ctx.rt,
+            actor=person,
+            reason=reason,
+            reason_code=reason_code,
+            expected_version=expected_version,
+        )
+        click.echo(f"returned {done.name}; version {done.case_version}")
+        _echo_open_tasks(ctx.rt, done.case_id)
+
+
+@task_group.command("request-extension")
+@click.argument("task_id")
+@click.option("--as", "person", required=True)
+@click.option("--days", type=click.IntRange(1, 365), required=True, help="working days asked for.")
+@click.option("--reason", required=True, help="why (延期理由).")
+@click.option("--version", "expected_version", type=int)
+@pass_ctx
+def task_request_extension(
+    ctx: Ctx, task_id: str, person: str, days: int, reason: str, expected_version: int | None
+) -> None:
+    """延期申请 on TASK_ID."""
+    with reported():
+        done = tasks.request_extension(
+            task_id, rt=ctx.rt, actor=person, days=days, reason=reason, expected_version=expected_version
+        )
+        click.echo(f"asked for {days} more working day(s) on {done.name}; version {done.case_version}")
+        _echo_open_tasks(ctx.rt, done.case_id)
+
+
+@task_group.command("decide-extension")
+@click.argument("task_id")
+@click.option("--as", "person", required=True)
+@click.option("--approve/--reject", required=True, help="approve or reject the request.")
+@click.option("--days", type=click.IntRange(1, 365), help="working days granted (with --approve).")
+@click.option("--comment", help="审批意见.")
+@click.option("--version", "expected_version", type=int)
+@pass_ctx
+def task_decide_extension(
+    ctx: Ctx,
+    task_id: str,
+    person: str,
+    approve: bool,
+    days: int | None,
+    comment: str | None,
+    expected_version: int | None,
+) -> None:
+    """延期审批: decide the extension request TASK_ID."""
+    with reported():
+        done = tasks.decide_extension(
+            task_id,
+            rt=ctx.rt,
+            actor=person,
+            approve=approve,
+            days=days,
+            comment=comment,
+            expected_version=expected_version,
+        )
+        verdict = "approved" if approve else "rejected"
+        click.echo(f"{verdict} the extension ({done.name}); version {done.case_version}")
+        _echo_open_tasks(ctx.rt, done.case_id)
+
+
 @main.command("scenarios")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--verbose", "-v", is_flag=True, help="print each scenario's steps.")

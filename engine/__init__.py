@@ -17,7 +17,19 @@ from engine.errors import (
     SpecError,
 )
 from engine.runtime import Runtime
-from engine.tasks import TaskView, case_tasks, claim_task, complete_task, get_task, list_tasks, unclaim_task
+from engine.tasks import (
+    TaskView,
+    case_tasks,
+    claim_task,
+    complete_task,
+    decide_extension,
+    get_task,
+    list_tasks,
+    reassign_task,
+    request_extension,
+    return_task,
+    unclaim_task,
+)
 from engine.timers import fire_due
 
 __all__ = [
@@ -38,11 +50,15 @@ __all__ = [
     "case_tasks",
     "claim_task",
     "complete_task",
+    "decide_extension",
     "find_case",
     "fire_due",
     "get_case",
     "get_task",
     "list_tasks",
+    "reassign_task",
+    "request_extension",
+    "return_task",
     "start_case",
     "unclaim_task",
 ]

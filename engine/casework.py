@@ -1,5 +1,6 @@
-"""Case work as an authenticated caller does it: intake (点单) with idempotency, task reads and actions,
-and BPMN messages sent by supervisors — each checked against the caller's scope before the step runs.
+"""Case work as an authenticated caller does it: intake (点单) with idempotency, task reads and actions
+(claim, complete, 改派 reassign, and the 退单 / 延期申请 / 延期审批 actions a task's diagram declares), and
+BPMN messages sent by supervisors — each checked against the caller's scope before the step runs.
 
 Owns no table. The steps themselves are ``engine.cases`` / ``engine.tasks`` / ``engine.events`` (which
 check ``orgs.may_act`` inside the locked step); this module adds what an outside caller needs first: the
@@ -27,7 +28,7 @@ from datetime import datetime
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
-from engine import access, cases, events, orgs, tasks
+from engine import access, actions, cases, events, orgs, tasks
 from engine.errors import InvalidInput, NotFound, PermissionDenied
 from engine.runtime import CaseRow, Guard, Runtime
 from engine.store import fastsql
@@ -43,8 +44,12 @@ __all__ = [
     "TaskPage",
     "claim",
     "complete",
+    "decide_extension",
     "my_tasks",
+    "reassign",
     "report_case",
+    "request_extension",
+    "return_task",
     "send_message",
     "task_detail",
     "unclaim",
@@ -154,6 +159,7 @@ class TaskDetail:
     task: tasks.TaskView
     form: dict[str, object] | None  # the JSON Schema of the task's form
     actionable: bool  # the caller may claim / complete it (candidate, or supervisor of the subtree)
+    actions: list[str] = field(default_factory=list)  # what its diagram declares (``engine.actions``)
 
 
 def _visible_task(conn: Connection, who: access.Principal, task_id: str) -> tuple[int, int]:
@@ -246,8 +252,10 @@ def task_detail(who: access.Principal, task_id: str, *, rt: Runtime) -> TaskDeta
     """A visible task with its form schema, and whether the caller may act on it now."""
     with rt.db.read() as conn:
         _case_id, version_id = _visible_task(conn, who, task_id)
-        forms = rt.specs.get(conn, version_id).forms
+        entry = rt.specs.get(conn, version_id)
+        forms = entry.forms
     view = tasks.get_task(task_id, rt=rt)
+    meta = entry.user_tasks.get(view.task_spec)
     form_text = forms.get(view.form_key or "")
     actionable = False
     if view.state == "ready" and view.assignee_id in (None, who.person_id) and view.role and view.org_unit_id:
@@ -255,7 +263,8 @@ def task_detail(who: access.Principal, task_id: str, *, rt: Runtime) -> TaskDeta
             actionable = orgs.may_act(
                 conn, person_id=who.person_id, role=view.role, org_unit_id=view.org_unit_id
             )
-    return TaskDetail(view, json.loads(form_text) if form_text else None, actionable)
+    offered = actions.declared(meta.properties) if meta else []
+    return TaskDetail(view, json.loads(form_text) if form_text else None, actionable, offered)
 
 
 def _sees_task(who: access.Principal, task_id: str) -> Guard:
@@ -295,12 +304,101 @@ def complete(
     rt: Runtime,
     expected_version: int | None = None,
 ) -> tasks.TaskView:
-    """Complete a task with form data (outcomes such as 退单 or 延期申请 are values of the task's form)."""
+    """Complete a task with form data (退单 or 延期申请 are values of the task's form; ``return_task`` and
+    ``request_extension`` fill them in from the diagram's properties)."""
     return tasks.complete_task(
         task_id,
         rt=rt,
         actor=who.person_id,
         data=data,
+        expected_version=expected_version,
+        guard=_sees_task(who, task_id),
+    )
+
+
+def reassign(
+    who: access.Principal,
+    task_id: str,
+    *,
+    rt: Runtime,
+    reason: str,
+    assignee_id: str | None = None,
+    org_unit_id: str | None = None,
+    expected_version: int | None = None,
+) -> tasks.TaskView:
+    """改派 a visible task to another person and/or unit (the rules: ``engine.reassignment``)."""
+    return tasks.reassign_task(
+        task_id,
+        rt=rt,
+        actor=who.person_id,
+        reason=reason,
+        assignee_id=assignee_id,
+        org_unit_id=org_unit_id,
+        expected_version=expected_version,
+        guard=_sees_task(who, task_id),
+    )
+
+
+def return_task(
+    who: access.Principal,
+    task_id: str,
+    *,
+    rt: Runtime,
+    reason: str,
+    reason_code: str | None = None,
+    expected_version: int | None = None,
+) -> tasks.TaskView:
+    """退单: complete a visible task down the return path its diagram declares (``engine.actions``)."""
+    return tasks.return_task(
+        task_id,
+        rt=rt,
+        actor=who.person_id,
+        reason=reason,
+        reason_code=reason_code,
+        expected_version=expected_version,
+        guard=_sees_task(who, task_id),
+    )
+
+
+def request_extension(
+    who: access.Principal,
+    task_id: str,
+    *,
+    rt: Runtime,
+    days: int,
+    reason: str,
+    expected_version: int | None = None,
+) -> tasks.TaskView:
+    """延期申请 on a visible task that declares it."""
+    return tasks.request_extension(
+        task_id,
+        rt=rt,
+        actor=who.person_id,
+        days=days,
+        reason=reason,
+        expected_version=expected_version,
+        guard=_sees_task(who, task_id),
+    )
+
+
+def decide_extension(
+    who: access.Principal,
+    task_id: str,
+    *,
+    rt: Runtime,
+    approve: bool,
+    days: int | None = None,
+    comment: str | None = None,
+    expected_version: int | None = None,
+) -> tasks.TaskView:
+    """延期审批 on a visible task with ``sla_extends`` (approving grows the clock by ``days``)."""
+    return tasks.decide_extension(
+        task_id,
+        rt=rt,
+        actor=who.person_id,
+        approve=approve,
+        days=days,
+        comment=comment,
         expected_version=expected_version,
         guard=_sees_task(who, task_id),
     )

@@ -72,6 +72,11 @@ _TEMPLATES: dict[str, tuple[str, str]] = {
         "超期升级：{task_name}",
         "案件{case}的「{task_name}」超期未办（期限 {due_at}），已升级至上级处理。",
     ),
+    "task.reassigned": ("改派任务：{task_name}", "案件{case}的「{task_name}」已改派给您{by}，请及时办理。"),
+    "task.withdrawn": (
+        "任务已改派：{task_name}",
+        "案件{case}的「{task_name}」已改派他人{by}，您无需再办理。",
+    ),
     "case.reminder": ("催办：{case_number}", "案件{case}被催办{by}{note}，请尽快办理。"),
     "case.supervision": ("督办：{case_number}", "案件{case}已被督办{by}{note}，请立即处理并反馈。"),
 }

@@ -14,6 +14,9 @@ Assignment (ARCHITECTURE §2). A task's candidates are (role, org unit). ``resol
 unit: the dispatch hint (a department) if it has an active member with the role, else the nearest unit
 on the way up from the case's grid (grid → community → street → district) that has one.
 
+Kinds. ``ROLE_UNIT_KINDS`` says which kinds of unit hold each role (a grid worker a grid, a department
+handler a department …); reassigning a task (改派) to a unit of another kind is refused.
+
 Acting. ``may_act`` is true when the person (active) holds the role in the task's unit, or holds
 ``supervisor`` in that unit or any ancestor of it: a supervisor may take over (代办) any task of their
 subtree; the audit event records who actually acted. Nobody else may act, not even a supervisor of a
@@ -50,6 +53,7 @@ from engine.store.models import membership, org_unit, person
 
 __all__ = [
     "ROLES",
+    "ROLE_UNIT_KINDS",
     "UNIT_KINDS",
     "UNIT_KIND_LABELS",
     "Membership",
@@ -108,6 +112,24 @@ UNIT_KIND_LABELS: dict[str, str] = {
     "micro_grid": "微网格",
     "special_grid": "专属网格",
     "department": "部门",
+}
+
+_GRIDS = frozenset({"grid", "micro_grid", "special_grid"})
+# The kinds of unit a role is held in: where a task of that role may be assigned (改派 refuses others).
+ROLE_UNIT_KINDS: dict[str, frozenset[str]] = {
+    "resident": _GRIDS,
+    "grid_worker": _GRIDS,
+    "grid_leader": _GRIDS,
+    "community": frozenset({"community"}),
+    "street": frozenset({"street"}),
+    "department": frozenset({"department"}),
+    "command_centre": frozenset({"district", "street"}),
+    "satisfaction_caller": frozenset({"district", "street"}),
+    "mediator": frozenset({"street", "community"}),
+    "judicial_office": frozenset({"department"}),
+    "process_owner": frozenset({"district"}),
+    "supervisor": frozenset({"district", "street", "community"}),
+    "leader": frozenset(UNIT_KINDS),
 }
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

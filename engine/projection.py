@@ -163,6 +163,16 @@ def enqueue_many(conn: Connection, rows: Sequence[Mapping[str, object]]) -> None
         fastsql.execute(conn, _INSERT_OUTBOX, rows)
 
 
+def unit_variable(role: str, data: Mapping[str, object], unit: str | None) -> str | None:
+    """The task data variable that placed a ``role`` task in ``unit`` (the first of ``UNIT_VARIABLES``
+    that assignment reads, when it names that unit), or None when the unit came from the grid."""
+    for variable in UNIT_VARIABLES.get(role, ()):
+        value = data.get(variable)
+        if isinstance(value, str) and value:
+            return variable if value == unit else None
+    return None
+
+
 def _assign_unit(step: Step, role: str, data: dict[str, object]) -> str | None:
     hint = None
     for variable in UNIT_VARIABLES.get(role, ()):

@@ -14,10 +14,17 @@ A scenario file::
         {"complete": "accept", "as": "community_c1", "data": {…}},
         {"complete": "handle", "as": "dept_urban_1", "data": {…}, "error": "form.invalid"},
         {"claim": "claim", "as": "dept_urban_1"},
+        {"return": "claim", "as": "dept_urban_1", "reason": "…", "reason_code": "not_responsible"},
+        {"request_extension": "handle", "as": "dept_urban_1", "days": 3, "reason": "…"},
+        {"decide_extension": "extension_decision", "as": "street_s1", "approve": true, "days": 3,
+         "comment": "…"},
+        {"reassign": "claim", "as": "street_s1", "unit": "dept_market", "to": "dept_market_1",
+         "reason": "…"},
         {"advance": "PT3H"},  {"fire_due": true},
         {"message": "sla_overdue", "as": "system"},
         {"expect": {"ready": ["handle"], "status": "open", "outcome": "resolved",
                     "tasks": {"claim": "completed"}, "assigned": {"handle": "dept_urban"},
+                    "assignee": {"handle": "dept_urban_1"},
                     "audit": ["task.completed"], "data": {"returns": 1},
                     "linked": {"process": "work_order", "ready": ["accept"]},
                     "clocks": {"handle": {"warn_pct": 50, "supervise_after": "4WH", "status": "warning",
@@ -25,11 +32,13 @@ A scenario file::
       ]
     }
 
-``complete``/``claim`` name a task by its BPMN id; with several ready (multi-instance) the first the
-actor may act on is taken. ``error`` expects the step to be refused with that code and the case to be
-unchanged. ``clocks`` checks the latest SLA clock of each named task (``sources``: where its budget
-and thresholds came from, compared key by key). Everything here is engine-level; the CLI and the
-tests only call ``run_file``.
+``complete``/``claim`` and the task actions (``return``, ``request_extension``, ``decide_extension``,
+``reassign``: ``engine.actions``, ``engine.reassignment``) name a task by its BPMN id; with several ready
+(multi-instance) the first the actor may act on is taken. ``reassign`` moves it to the unit ``unit``
+and/or the person ``to``; ``assignee`` expects the ready tasks' claimed person (``null``: unclaimed).
+``error`` expects the step to be refused with that code and the case to be unchanged. ``clocks`` checks
+the latest SLA clock of each named task (``sources``: where its budget and thresholds came from,
+compared key by key). Everything here is engine-level; the CLI and the tests only call ``run_file``.
 """
 
 from __future__ import annotations
@@ -175,6 +184,10 @@ class _Runner:
         actions: dict[str, Callable[[Mapping[str, object]], None]] = {
             "complete": self._complete,
             "claim": self._claim,
+            "return": self._return,
+            "request_extension": self._request_extension,
+            "decide_extension": self._decide_extension,
+            "reassign": self._reassign,
             "advance": self._advance,
             "fire_due": self._fire_due,
             "message": self._message,
@@ -227,6 +240,61 @@ class _Runner:
         task = self._task_for(str(step["claim"]), actor, self._target(step))
         tasks.claim_task(task.id, rt=self.rt, actor=actor)
         self.log.append(f"{actor} claimed {task.task_spec}")
+
+    def _return(self, step: Mapping[str, object]) -> None:
+        actor = str(step.get("as", ""))
+        task = self._task_for(str(step["return"]), actor, self._target(step))
+        tasks.return_task(
+            task.id,
+            rt=self.rt,
+            actor=actor,
+            reason=str(step.get("reason", "")),
+            reason_code=_opt(step.get("reason_code")),
+            expected_version=task.case_version,
+        )
+        self.log.append(f"{actor} returned {task.task_spec}")
+
+    def _request_extension(self, step: Mapping[str, object]) -> None:
+        actor = str(step.get("as", ""))
+        task = self._task_for(str(step["request_extension"]), actor, self._target(step))
+        tasks.request_extension(
+            task.id,
+            rt=self.rt,
+            actor=actor,
+            days=_int(step.get("days")),
+            reason=str(step.get("reason", "")),
+            expected_version=task.case_version,
+        )
+        self.log.append(f"{actor} asked to extend {task.task_spec}")
+
+    def _decide_extension(self, step: Mapping[str, object]) -> None:
+        actor = str(step.get("as", ""))
+        task = self._task_for(str(step["decide_extension"]), actor, self._target(step))
+        days = step.get("days")
+        tasks.decide_extension(
+            task.id,
+            rt=self.rt,
+            actor=actor,
+            approve=step.get("approve") is True,
+            days=None if days is None else _int(days),
+            comment=_opt(step.get("comment")),
+            expected_version=task.case_version,
+        )
+        self.log.append(f"{actor} decided {task.task_spec}")
+
+    def _reassign(self, step: Mapping[str, object]) -> None:
+        actor = str(step.get("as", ""))
+        task = self._task_for(str(step["reassign"]), actor, self._target(step))
+        moved = tasks.reassign_task(
+            task.id,
+            rt=self.rt,
+            actor=actor,
+            reason=str(step.get("reason", "")),
+            assignee_id=_opt(step.get("to")),
+            org_unit_id=_opt(step.get("unit")),
+            expected_version=task.case_version,
+        )
+        self.log.append(f"{actor} reassigned {task.task_spec} to {moved.assignee_id or moved.org_unit_id}")
 
     def _advance(self, step: Mapping[str, object]) -> None:
         duration = parse_duration(str(step["advance"]))
@@ -284,6 +352,12 @@ class _Runner:
             wanted = sorted(_list(unit)) if isinstance(unit, list) else [str(unit)]
             if units != wanted:
                 problems.append(f"{spec_name} assigned to {units}, expected {wanted}")
+        for spec_name, person in _mapping(expect.get("assignee") or {}, "assignee").items():
+            people = sorted(
+                {str(t.assignee_id) for t in all_tasks if t.task_spec == spec_name and t.state == "ready"}
+            )
+            if people != [str(person)]:
+                problems.append(f"{spec_name} claimed by {people}, expected {person}")
         if "audit" in expect:
             with self.rt.db.read() as conn:
                 actions = conn.execute(
@@ -404,6 +478,12 @@ def _kind_of(process: str) -> str:
 
 def _opt(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ScenarioFailed(f"expected a whole number, got {value!r}")
+    return value
 
 
 def _list(value: object) -> list[str]:

@@ -7,7 +7,9 @@ deadline), each from a case variable, the task, the process or the default (``en
 decides; the clock records where each value came from). The clock stops when the task closes — unless
 a task created in the same step holds it (``sla_holds="<clock key>"``, e.g. the street's extension
 decision holds the handler's clock), or carries the same ``sla_clock`` key. Stopping records the
-working time consumed and whose unit spent it.
+working time consumed and whose unit spent it. A clock that changes units (handed to a task of another
+unit, or its task reassigned — 改派, ``hand_over``) keeps its start, budget and deadline; an
+``sla.handed_over`` audit event says what the previous unit spent.
 
 Rungs: warning (黄) → overdue (红) → supervision (督办) → escalation. Each fires once (``*_fired_at``),
 writes an audit event and outbox notifications (the handler's unit, then its leader, then the level
@@ -50,7 +52,7 @@ from engine.sla_policy import (
     policy_for,
 )
 from engine.store import fastsql
-from engine.store.models import case, sla_clock
+from engine.store.models import audit_event, case, sla_clock
 
 log = logging.getLogger("gridcase.sla")
 
@@ -170,7 +172,8 @@ def _clock(row: Row[tuple[object, ...]]) -> ClockRow:
 
 
 _OPEN_CLOCKS = fastsql.Statement(
-    "SELECT id, task_id, clock_key FROM sla_clock WHERE case_id = :case_id AND state <> 'stopped'"
+    "SELECT id, task_id, clock_key, org_unit_id FROM sla_clock"
+    " WHERE case_id = :case_id AND state <> 'stopped'"
 )
 _INSERT_CLOCK = fastsql.Statement(
     "INSERT INTO sla_clock (case_id, task_id, task_spec, clock_key, org_unit_id, budget, budget_kind,"
@@ -213,9 +216,9 @@ def on_tasks_changed(step: Step, *, closed: Sequence[str], created: Sequence[Ope
     needs_clock = any(policies.values()) or any(t.meta.properties.get("sla_holds") for t in created)
     if not needs_clock and not closed:
         return
-    clocks = (
+    clocks: list[ClockRow] = (
         [
-            {"id": r[0], "task_id": r[1], "clock_key": r[2]}
+            {"id": r[0], "task_id": r[1], "clock_key": r[2], "org_unit_id": r[3]}
             for r in fastsql.fetch(step.conn, _OPEN_CLOCKS, {"case_id": step.case_id})
         ]
         if closed
@@ -237,6 +240,8 @@ def on_tasks_changed(step: Step, *, closed: Sequence[str], created: Sequence[Ope
         )
         if heir is not None:
             inherited.setdefault(heir.task_id, set()).add(key)
+            if heir.unit != clock["org_unit_id"]:
+                _record_hand_over(step, int(clock["id"]), to_unit=heir.unit, actor=None, reason=None)
             fastsql.execute(
                 step.conn, _HAND_OVER, {"id": clock["id"], "task_id": heir.task_id, "unit": heir.unit}
             )
@@ -246,6 +251,67 @@ def on_tasks_changed(step: Step, *, closed: Sequence[str], created: Sequence[Ope
         policy = policies.get(task.task_id)
         if policy is not None and policy.clock_key not in inherited.get(task.task_id, set()):
             _start_clock(step, task, policy)
+
+
+def hand_over(
+    current: Step, *, task_id: str, to_unit: str, actor: str, reason: str
+) -> list[dict[str, object]]:
+    """改派: the open clocks of task ``task_id`` measure ``to_unit``'s time from now on.
+
+    The clock goes on — same start, budget, pauses, extensions and deadline (a reassignment does not
+    restart the case's time limit, nor count in the new unit's hours): only ``org_unit_id``, whose time
+    is being spent, changes. Each hand-over is an ``sla.handed_over`` audit event saying how much of
+    the clock the previous unit spent. Returns one summary per clock handed over."""
+    rows = current.conn.execute(
+        select(sla_clock.c.id).where(
+            sla_clock.c.case_id == current.case_id,
+            sla_clock.c.task_id == task_id,
+            sla_clock.c.state != "stopped",
+            sla_clock.c.org_unit_id.is_distinct_from(to_unit),
+        )
+    ).all()
+    moved = [_record_hand_over(current, int(r.id), to_unit=to_unit, actor=actor, reason=reason) for r in rows]
+    for summary in moved:
+        current.conn.execute(
+            update(sla_clock).where(sla_clock.c.id == summary["clock_id"]).values(org_unit_id=to_unit)
+        )
+    return moved
+
+
+def _record_hand_over(
+    step: Step, clock_id: int, *, to_unit: str | None, actor: str | None, reason: str | None
+) -> dict[str, object]:
+    """Audit one clock changing hands: its time so far, and the part the previous unit spent (the time
+    since the clock's last hand-over, or since it started)."""
+    m = _clock(step.conn.execute(select(sla_clock).where(sla_clock.c.id == clock_id)).one())
+    consumed = consumed_seconds(step.rt.calendar, m, step.now)
+    earlier = 0
+    for (after,) in step.conn.execute(
+        select(audit_event.c.after)
+        .where(audit_event.c.case_id == step.case_id, audit_event.c.action == "sla.handed_over")
+        .order_by(audit_event.c.id)
+    ):
+        if isinstance(after, dict) and after.get("clock_id") == clock_id:
+            earlier = int(after.get("consumed_seconds") or 0)
+    summary: dict[str, object] = {
+        "clock_id": clock_id,
+        "clock_key": m["clock_key"],
+        "from_unit": m["org_unit_id"],
+        "to_unit": to_unit,
+        "consumed_seconds": consumed,
+        "spent_seconds": max(0, consumed - earlier),
+    }
+    audit.record(
+        step.conn,
+        "sla.handed_over",
+        at=step.now,
+        actor_id=actor or "system",
+        case_id=step.case_id,
+        task_id=m["task_id"],
+        before={"org_unit_id": m["org_unit_id"], "spent_seconds": summary["spent_seconds"]},
+        after={**summary, "org_unit_id": to_unit, **({"reason": reason} if reason else {})},
+    )
+    return summary
 
 
 def _key(policy: ClockPolicy | None) -> str | None:

@@ -4,7 +4,8 @@ Owns the rules a process owner's files must meet before anything runs (ARCHITECT
 well-formed, entity-free XML; the BPMN 2.0 XSD; only elements the engine supports; every script,
 condition and timer compiled in the sandbox; every lane a known role; every user task with a form;
 SLA properties that parse (on user tasks and on the process, and the literals of DMN output columns
-that a task reads through ``sla_from`` / ``warn_at_from`` …; see ``engine.sla_policy``); no
+that a task reads through ``sla_from`` / ``warn_at_from`` …; see ``engine.sla_policy``); task actions
+(``engine.actions``) wired to fields of the task's form; no
 event-based gateway with two timers. Validation collects *all* problems, each with file, element id
 and line. Deploying stores each set once by content hash.
 """
@@ -25,7 +26,7 @@ from jsonschema.exceptions import SchemaError
 from lxml import etree
 from sqlalchemy import Connection, insert, select
 
-from engine import sla_policy, spiff
+from engine import actions, sla_policy, spiff
 from engine.errors import NotFound, Problem, SpecError
 from engine.orgs import ROLES
 from engine.sandbox import Sandbox
@@ -514,9 +515,14 @@ def _check_user_tasks(name: str, tree: etree._Element, forms_dir: Path | None, r
             )
         else:
             _check_form(name, key, tid, line, forms_dir, result)
+        properties: dict[str, str] = {}
         for prop in task.iter(f"{{{CAMUNDA}}}property"):
-            key, value = prop.get("name") or "", prop.get("value") or ""
-            _check_property(name, key, value, tid, prop.sourceline, result)
+            pname, value = prop.get("name") or "", prop.get("value") or ""
+            properties[pname] = value
+            _check_property(name, pname, value, tid, prop.sourceline, result)
+        form_text = result.forms.get(key or "")
+        for problem in actions.problems(properties, json.loads(form_text) if form_text else None):
+            result.add(name, problem, element_id=tid, line=line)
 
 
 def _check_form(

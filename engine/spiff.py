@@ -631,6 +631,21 @@ class Instance:
                 raise self._failure(err) from None
         self.run_engine(clock)
 
+    def update_task_data(self, task_id: str, values: Mapping[str, object]) -> None:
+        """Set variables of a ready user task without running it (e.g. the department a reassignment
+        moved it to, so later steps follow); the task is saved with the step."""
+        task = self._task(task_id)
+        if task.state != TaskState.READY or not isinstance(task.task_spec, _UserTaskMixin):
+            raise Conflict(
+                "task.not_ready",
+                f"task {task.task_spec.bpmn_name or task.task_spec.name} is {TaskState.get_name(task.state)}",
+                {"task_id": task_id, "state": TaskState.get_name(task.state)},
+            )
+        task.data.update(values)
+        self._saved.pop(task.id, None)  # its fingerprint did not change: make the next save write it
+        self._ready = None
+        self._scan = None
+
     def send_message(
         self, name: str, payload: Mapping[str, object], clock: Clock, *, for_task: str | None = None
     ) -> bool:

@@ -1,4 +1,5 @@
-"""Human tasks: work lists, claim / unclaim, and completing a task with validated form data.
+"""Human tasks: work lists, claim / unclaim, reassign (改派), and completing a task with validated form
+data — plainly, or through an action its diagram declares (退单, 延期申请, 延期审批: ``engine.actions``).
 
 Every action is a named function with a permission check and one audit event; the work list is read
 from the ``human_task`` projection, never from a workflow.
@@ -6,6 +7,7 @@ from the ``human_task`` projection, never from a workflow.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,10 +15,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, or_, select
 
-from engine import audit, orgs, sla
+from engine import access, actions, audit, orgs, reassignment, sla
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from engine.forms import validate_form
-from engine.projection import refresh
+from engine.projection import enqueue, refresh, unit_variable
 from engine.runtime import Guard, Runtime, Step, step
 from engine.store import fastsql
 from engine.store.models import case, human_task, membership
@@ -139,10 +141,14 @@ def case_tasks(case_id: int, *, rt: Runtime) -> list[TaskView]:
     return [_view(r) for r in rows]
 
 
-def _check_actor(conn: Connection, m: TaskRow, actor: str) -> None:
+def _check_ready(m: TaskRow) -> None:
     if m["state"] != "ready":
         code = "task.already_completed" if m["state"] == "completed" else "task.not_ready"
         raise Conflict(code, f"task '{m['name']}' is {m['state']}", {"task_id": m["id"], "state": m["state"]})
+
+
+def _check_actor(conn: Connection, m: TaskRow, actor: str) -> None:
+    _check_ready(m)
     if actor == SYSTEM_ACTOR:
         return
     if m["assignee_id"] is not None and m["assignee_id"] != actor:
@@ -174,40 +180,125 @@ def complete_task(
     """Validate ``data`` against the task's form, run the task and the engine to the next wait, save.
 
     ``guard`` checks the locked case first (the caller's right to see it: ``engine.casework``)."""
+    return _complete(task_id, rt=rt, actor=actor, given=data, expected_version=expected_version, guard=guard)
+
+
+def return_task(
+    task_id: str,
+    *,
+    rt: Runtime,
+    actor: str,
+    reason: str,
+    reason_code: str | None = None,
+    expected_version: int | None = None,
+    guard: Guard | None = None,
+) -> TaskView:
+    """退单: complete the task down its return path, with the fields its diagram declares
+    (``engine.actions``: ``return_field`` / ``return_value`` / ``return_reason_field``)."""
+    given = actions.ReturnInput(reason=reason, reason_code=reason_code)
+    return _complete(task_id, rt=rt, actor=actor, given=given, expected_version=expected_version, guard=guard)
+
+
+def request_extension(
+    task_id: str,
+    *,
+    rt: Runtime,
+    actor: str,
+    days: int,
+    reason: str,
+    expected_version: int | None = None,
+    guard: Guard | None = None,
+) -> TaskView:
+    """延期申请: complete the task with its declared extension request (``extension_*`` properties);
+    the diagram leads on to whoever decides it."""
+    given = actions.ExtensionRequestInput(days=days, reason=reason)
+    return _complete(task_id, rt=rt, actor=actor, given=given, expected_version=expected_version, guard=guard)
+
+
+def decide_extension(
+    task_id: str,
+    *,
+    rt: Runtime,
+    actor: str,
+    approve: bool,
+    days: int | None = None,
+    comment: str | None = None,
+    expected_version: int | None = None,
+    guard: Guard | None = None,
+) -> TaskView:
+    """延期审批: complete a task with ``sla_extends`` as approved (the clock grows by ``days`` working
+    days) or rejected."""
+    given = actions.ExtensionDecisionInput(approve=approve, days=days, comment=comment)
+    return _complete(task_id, rt=rt, actor=actor, given=given, expected_version=expected_version, guard=guard)
+
+
+_AUDIT_ACTION = {
+    actions.RETURN: "task.returned",
+    actions.EXTENSION_REQUEST: "task.extension_requested",
+    actions.EXTENSION_DECISION: "task.extension_decided",
+}
+
+
+def _complete(
+    task_id: str,
+    *,
+    rt: Runtime,
+    actor: str,
+    given: Mapping[str, object] | actions.ActionInput,
+    expected_version: int | None,
+    guard: Guard | None,
+) -> TaskView:
+    """One completion step: plain form data, or an action whose data the task's properties define."""
     task_id = _full_id(rt, task_id)
     with step(rt, task_id=task_id, expected_version=expected_version, guard=guard) as current:
         task = _step_row(current, task_id)
         _check_actor(current.conn, task, actor)
         form_key = task["form_key"]
-        if form_key:
-            schema = current.spec.forms.get(str(form_key))
-            if schema is None:
-                raise NotFound(
-                    "form.not_found",
-                    f"form '{form_key}' is not part of this case's spec version",
-                    {"form_key": form_key},
-                )
+        schema = current.spec.forms.get(str(form_key)) if form_key else None
+        if form_key and schema is None:
+            raise NotFound(
+                "form.not_found",
+                f"form '{form_key}' is not part of this case's spec version",
+                {"form_key": form_key},
+            )
+        data, action = _form_data(current, task, schema, given)
+        if form_key and schema is not None:
             validate_form(str(form_key), schema, data)
         current.instance.complete_user_task(task_id, data, rt.clock)
         _approve_extension(current, task, data, actor)
         change = refresh(current, completed_task=task_id, actor=actor)
+        after: dict[str, object] = {
+            "data": dict(data),
+            "created": change.created,
+            "version": current.new_version,
+            "case_status": current.case_values.get("status", "open"),
+        }
+        if action is not None:
+            after["action"] = action
         audit.record(
             current.conn,
-            "task.completed",
+            _AUDIT_ACTION.get(action or "", "task.completed"),
             at=current.now,
             actor_id=actor,
             case_id=current.case_id,
             task_id=task_id,
             before={"task": task["task_spec"], "state": "ready", "version": current.case.version},
-            after={
-                "data": dict(data),
-                "created": change.created,
-                "version": current.new_version,
-                "case_status": current.case_values.get("status", "open"),
-            },
+            after=after,
         )
         view = _step_view(current, task, state="completed", completed_at=current.now, completed_by=actor)
     return view
+
+
+def _form_data(
+    current: Step, task: TaskRow, schema: str | None, given: Mapping[str, object] | actions.ActionInput
+) -> tuple[Mapping[str, object], str | None]:
+    """The form data to complete with, and the action it came from (None for plain form data)."""
+    if isinstance(given, Mapping):
+        return given, None
+    meta = current.spec.user_tasks.get(str(task["task_spec"]))
+    form = json.loads(schema) if schema else None
+    data = actions.form_data(meta.properties if meta else {}, form, given, task_name=str(task["name"]))
+    return data, actions.name_of(given)
 
 
 def _approve_extension(current: Step, task: TaskRow, data: Mapping[str, object], actor: str) -> None:
@@ -304,6 +395,115 @@ def _set_assignee(
     return view
 
 
+def reassign_task(
+    task_id: str,
+    *,
+    rt: Runtime,
+    actor: str,
+    reason: str,
+    assignee_id: str | None = None,
+    org_unit_id: str | None = None,
+    expected_version: int | None = None,
+    guard: Guard | None = None,
+) -> TaskView:
+    """改派: move an open task to another person (``assignee_id``) and/or unit (``org_unit_id``).
+
+    Who may, and which targets are valid: ``engine.reassignment``. The task keeps its id, role and
+    form; a task moved to a unit alone goes to that unit's shared list. When the moved task's unit came
+    from a routing variable (a department task's ``department`` / ``lead_department``), the variable
+    follows, so the diagram's later steps go to the new unit too. Open SLA clocks of the task are handed
+    over (``sla.hand_over``). One ``task.reassigned`` audit event; the new assignee (or the new unit's
+    holders of the role) and the previous assignee are notified."""
+    text = (reason or "").strip()
+    if not text or len(text) > actions.MAX_TEXT:
+        raise InvalidInput(
+            "task.reason_required",
+            f"give a reason of 1 to {actions.MAX_TEXT} characters",
+            {"fields": {"reason": "required"}},
+        )
+    task_id = _full_id(rt, task_id)
+    with step(rt, task_id=task_id, expected_version=expected_version, guard=guard) as current:
+        task = _step_row(current, task_id)
+        _check_ready(task)
+        role, unit = _opt_str(task["role"]), _opt_str(task["org_unit_id"])
+        who = access.principal(current.conn, actor)
+        case_path = str(current.case.unit_path or "")
+        grants = reassignment.check_authority(
+            current.conn, who, task_id=task_id, role=role, unit_id=unit, case_path=case_path
+        )
+        assert role is not None  # check_authority refuses a task without a role
+        target = reassignment.check_target(
+            current.conn, role=role, current_unit=unit, org_unit_id=org_unit_id, assignee_id=assignee_id
+        )
+        reassignment.check_reach(grants, target, task_id=task_id, case_path=case_path)
+        before = {"org_unit_id": unit, "assignee_id": task["assignee_id"]}
+        after: dict[str, object] = {"org_unit_id": target.unit.id, "assignee_id": target.assignee_id}
+        if after == before:
+            raise InvalidInput(
+                "task.reassign_unchanged",
+                f"task '{task['name']}' is already there",
+                {"fields": {"org_unit_id": "unchanged", "assignee_id": "unchanged"}},
+            )
+        fastsql.execute(
+            current.conn, _MOVE, {"m_id": task_id, "m_unit": target.unit.id, "m_assignee": target.assignee_id}
+        )
+        variables = _follow_routing(current, task_id, role, unit, target.unit.id)
+        clocks = sla.hand_over(current, task_id=task_id, to_unit=target.unit.id, actor=actor, reason=text)
+        audit.record(
+            current.conn,
+            "task.reassigned",
+            at=current.now,
+            actor_id=actor,
+            case_id=current.case_id,
+            task_id=task_id,
+            before=before,
+            after={**after, "reason": text, "variables": variables, "clocks": clocks},
+        )
+        _notify_reassigned(
+            current, task, role, target, before_assignee=_opt_str(task["assignee_id"]), by=actor
+        )
+        view = _step_view(current, task, org_unit_id=target.unit.id, assignee_id=target.assignee_id)
+    return view
+
+
+def _follow_routing(current: Step, task_id: str, role: str, unit: str | None, to_unit: str) -> dict[str, str]:
+    """Point the routing variable that placed the task (if any) at its new unit."""
+    if unit == to_unit:
+        return {}
+    ready = next((t for t in current.instance.ready_user_tasks() if t.task_id == task_id), None)
+    name = unit_variable(role, ready.data if ready else {}, unit)
+    if name is None:
+        return {}
+    current.instance.update_task_data(task_id, {name: to_unit})
+    return {name: to_unit}
+
+
+def _notify_reassigned(
+    current: Step,
+    task: TaskRow,
+    role: str,
+    target: reassignment.Target,
+    *,
+    before_assignee: str | None,
+    by: str,
+) -> None:
+    payload: dict[str, object] = {
+        "task_id": task["id"],
+        "task_name": task["name"],
+        "role": role,
+        "org_unit_id": target.unit.id,
+        "case_number": current.case.number,
+        "by": by,
+    }
+    enqueue(current, "task.reassigned", payload, recipient_id=target.assignee_id)
+    if before_assignee is not None and before_assignee != target.assignee_id:
+        enqueue(current, "task.withdrawn", payload, recipient_id=before_assignee)
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 def _full_id(rt: Runtime, reference: str) -> str:
     if len(reference) >= 36:
         return reference
@@ -315,6 +515,9 @@ _TASK_ROW = fastsql.Statement(
     "SELECT * FROM human_task WHERE id = :task_id", result_instants=frozenset({"created_at", "completed_at"})
 )
 _ASSIGN = fastsql.Statement("UPDATE human_task SET assignee_id = :a_assignee WHERE id = :a_id")
+_MOVE = fastsql.Statement(
+    "UPDATE human_task SET org_unit_id = :m_unit, assignee_id = :m_assignee WHERE id = :m_id"
+)
 
 
 def _step_row(current: Step, task_id: str) -> TaskRow:

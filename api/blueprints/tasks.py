@@ -1,5 +1,7 @@
-"""/api/tasks: the caller's work list, a task with its form, and the task actions claim / unclaim /
-complete (return, extension request etc. are outcomes in a task's form, so they are ``complete``)."""
+"""/api/tasks: the caller's work list, a task with its form, and the task actions: claim / unclaim,
+complete (form data), reassign (改派), and the actions a task's diagram declares — return (退单),
+extension request (延期申请), extension decision (延期审批) — which complete it with the form fields the
+diagram names (``engine.actions``). Who may do what is decided in the engine."""
 
 from __future__ import annotations
 
@@ -9,7 +11,17 @@ from api.auth import caller
 from api.blueprints.base import Blueprint
 from api.http import etag, expected_version, runtime
 from api.schemas.common import IfMatchHeader
-from api.schemas.tasks import CompleteIn, TaskDetailOut, TaskOut, TaskPageOut, TaskQuery
+from api.schemas.tasks import (
+    CompleteIn,
+    ExtensionDecisionIn,
+    ExtensionRequestIn,
+    ReassignIn,
+    ReturnIn,
+    TaskDetailOut,
+    TaskOut,
+    TaskPageOut,
+    TaskQuery,
+)
 from engine import casework, tasks
 
 blp = Blueprint("tasks", __name__, url_prefix="/api/tasks", description="Work list and task actions")
@@ -60,5 +72,82 @@ def complete(body: dict[str, Any], _headers: dict[str, Any], task_id: str) -> Re
     """Complete a task with its form data (validated field by field: 422 ``form.invalid``)."""
     done = casework.complete(
         caller(), task_id, body["data"], rt=runtime(), expected_version=expected_version()
+    )
+    return done, 200, etag(done.case_version)
+
+
+@blp.route("/<task_id>/reassign", methods=["POST"])
+@blp.arguments(ReassignIn)
+@blp.arguments(IfMatchHeader, location="headers")
+@blp.response(200, TaskOut, headers=_ETAG)
+def reassign(body: dict[str, Any], _headers: dict[str, Any], task_id: str) -> Result:
+    """改派: move an open task to another person and/or unit — a grid leader, community, street,
+    supervisor, leader or command centre above it, never its own handlers (403
+    ``task.reassign_forbidden``). A bad target is 422 (``task.reassign_unknown_person``,
+    ``task.reassign_not_candidate``, ``task.reassign_unknown_unit``, ``task.reassign_unit_kind``,
+    ``task.reassign_no_candidate``); the SLA clock goes on, now counting the new unit's time."""
+    done = casework.reassign(
+        caller(),
+        task_id,
+        rt=runtime(),
+        reason=body["reason"],
+        assignee_id=body.get("assignee_id"),
+        org_unit_id=body.get("org_unit_id"),
+        expected_version=expected_version(),
+    )
+    return done, 200, etag(done.case_version)
+
+
+@blp.route("/<task_id>/return", methods=["POST"])
+@blp.arguments(ReturnIn)
+@blp.arguments(IfMatchHeader, location="headers")
+@blp.response(200, TaskOut, headers=_ETAG)
+def return_task(body: dict[str, Any], _headers: dict[str, Any], task_id: str) -> Result:
+    """退单: complete the task down the return path its diagram declares, with the reason (and reason
+    code); a task that declares none → 409 ``task.action_unsupported``."""
+    done = casework.return_task(
+        caller(),
+        task_id,
+        rt=runtime(),
+        reason=body["reason"],
+        reason_code=body.get("reason_code"),
+        expected_version=expected_version(),
+    )
+    return done, 200, etag(done.case_version)
+
+
+@blp.route("/<task_id>/extension-request", methods=["POST"])
+@blp.arguments(ExtensionRequestIn)
+@blp.arguments(IfMatchHeader, location="headers")
+@blp.response(200, TaskOut, headers=_ETAG)
+def request_extension(body: dict[str, Any], _headers: dict[str, Any], task_id: str) -> Result:
+    """延期申请: ask for more working days; the diagram leads on to whoever decides (the work order's
+    street). A task that declares no extension request → 409 ``task.action_unsupported``."""
+    done = casework.request_extension(
+        caller(),
+        task_id,
+        rt=runtime(),
+        days=body["days"],
+        reason=body["reason"],
+        expected_version=expected_version(),
+    )
+    return done, 200, etag(done.case_version)
+
+
+@blp.route("/<task_id>/extension-decision", methods=["POST"])
+@blp.arguments(ExtensionDecisionIn)
+@blp.arguments(IfMatchHeader, location="headers")
+@blp.response(200, TaskOut, headers=_ETAG)
+def decide_extension(body: dict[str, Any], _headers: dict[str, Any], task_id: str) -> Result:
+    """延期审批: approve (the handler's clock grows by ``days`` working days, at most the original budget
+    in total: 422 ``sla.extension_cap``) or reject an extension request."""
+    done = casework.decide_extension(
+        caller(),
+        task_id,
+        rt=runtime(),
+        approve=body["decision"] == "approve",
+        days=body.get("days"),
+        comment=body.get("comment"),
+        expected_version=expected_version(),
     )
     return done, 200, etag(done.case_version)

@@ -1,12 +1,18 @@
-"""Schemas of the work list and task actions."""
+"""Schemas of the work list and task actions (claim, complete, reassign, return, extension request and
+decision)."""
 
 from __future__ import annotations
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from api.schemas.common import RequestSchema
+from api.schemas.common import RequestSchema, ident
+from engine.actions import ACTIONS, MAX_TEXT
 from engine.casework import MAX_WORK_PAGE
+
+# A reason, note or comment typed by a person: 1 to MAX_TEXT characters, not only blanks.
+_TEXT = [validate.Length(min=1, max=MAX_TEXT), validate.Regexp(r"\S", error="must not be blank")]
+_DAYS = validate.Range(min=1, max=365)
 
 
 class TaskQuery(RequestSchema):
@@ -50,10 +56,18 @@ class TaskDetailOut(TaskOut):
             **{k: getattr(task, k) for k in TaskOut._declared_fields},
             "form": found.form,  # type: ignore[attr-defined]
             "actionable": found.actionable,  # type: ignore[attr-defined]
+            "actions": found.actions,  # type: ignore[attr-defined]
         }
 
     form = fields.Dict(allow_none=True, required=True, metadata={"description": "JSON Schema of the form"})
     actionable = fields.Boolean(required=True)
+    actions = fields.List(
+        fields.String(validate=validate.OneOf(ACTIONS)),
+        required=True,
+        metadata={
+            "description": "the actions its diagram declares: return, extension_request, extension_decision"
+        },
+    )
 
 
 class CompleteIn(RequestSchema):
@@ -62,3 +76,39 @@ class CompleteIn(RequestSchema):
         required=True,
         metadata={"description": "the task's form data, validated against its JSON Schema"},
     )
+
+
+class ReassignIn(RequestSchema):
+    assignee_id = ident(
+        64, metadata={"description": "the person to give the task to (holds its role in the target unit)"}
+    )
+    org_unit_id = ident(
+        64,
+        metadata={
+            "description": "the unit to move the task to (default: where it is); alone: its shared list"
+        },
+    )
+    reason = fields.String(required=True, validate=_TEXT, metadata={"description": "why (改派原因)"})
+
+
+class ReturnIn(RequestSchema):
+    reason = fields.String(required=True, validate=_TEXT, metadata={"description": "why (退单说明)"})
+    reason_code = ident(
+        100,
+        metadata={"description": "a reason code of the task's form (e.g. not_responsible), when it has them"},
+    )
+
+
+class ExtensionRequestIn(RequestSchema):
+    days = fields.Integer(
+        required=True, strict=True, validate=_DAYS, metadata={"description": "working days asked for"}
+    )
+    reason = fields.String(required=True, validate=_TEXT, metadata={"description": "why (延期理由)"})
+
+
+class ExtensionDecisionIn(RequestSchema):
+    decision = fields.String(required=True, validate=validate.OneOf(["approve", "reject"]))
+    days = fields.Integer(
+        strict=True, validate=_DAYS, metadata={"description": "working days granted (approve only)"}
+    )
+    comment = fields.String(validate=_TEXT, metadata={"description": "审批意见 (the form may require it)"})

@@ -1,6 +1,7 @@
 """Fixtures for the JSON API tests: the app on the ``rt`` runtime (SQLite, and PostgreSQL when
-DATABASE_URL is set), bearer tokens for demo people, and a small world of cases in several grids,
-departments and mediation tiers to test scoping against."""
+DATABASE_URL is set), bearer tokens for demo people, a small world of cases in several grids,
+departments and mediation tiers to test scoping against, and work orders waiting at the steps that offer
+task actions (退单, 延期申请, 延期审批)."""
 
 from __future__ import annotations
 
@@ -136,6 +137,47 @@ def build_world(rt: Runtime) -> World:
 @pytest.fixture
 def world(api_rt: Runtime) -> World:
     return build_world(api_rt)
+
+
+ORDER_STAGES = ("claim", "handle", "extension_decision")
+
+
+def work_order_at(rt: Runtime, stage: str, title: str) -> int:
+    """A work order of grid g1 (category garbage → 城管 dept_urban), driven to ``stage``: the department's
+    claim, its handling, or the street's decision on its extension request."""
+    with rt.db.read() as conn:
+        who = access.principal(conn, "gw_g1")
+    intake = casework.Intake(
+        process_id="work_order",
+        title=title,
+        grid_id="g1",
+        channel="hotline_12345",
+        category="garbage",
+        data={"reporter": REPORTER, "description": "东门垃圾站三天未清运"},
+    )
+    case_id = casework.report_case(who, intake, rt=rt)[0].id
+    step(rt, case_id, "accept", "community_c1", {"decision": "accept"})
+    step(rt, case_id, "dispatch", "street_s1", {"dispatch_decision": "confirm"})
+    for done, spec, person, data in (
+        ("handle", "claim", "dept_urban_1", {"claim_decision": "claim"}),
+        (
+            "extension_decision",
+            "handle",
+            "dept_urban_1",
+            {"handle_result": "request_extension", "extension_days": 3, "extension_reason": "需协调施工方"},
+        ),
+    ):
+        if ORDER_STAGES.index(stage) < ORDER_STAGES.index(done):
+            break
+        step(rt, case_id, spec, person, data)
+    return case_id
+
+
+@pytest.fixture
+def orders(api_rt: Runtime) -> dict[str, int]:
+    """Work orders of g1 (the shipped work_order process) waiting at each of ``ORDER_STAGES``."""
+    deploy_folder(api_rt, REPO / "workflows" / "work_order", REPO / "forms")
+    return {stage: work_order_at(api_rt, stage, f"垃圾清运不及时（{stage}）") for stage in ORDER_STAGES}
 
 
 @pytest.fixture

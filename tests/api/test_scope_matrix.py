@@ -1,13 +1,13 @@
 """The role × endpoint × org-scope matrix: every demo role sees exactly the cases of its scope, gets 404
-(never data) for the rest, sees personal data only where its role needs it, and may act only where the
-engine lets it."""
+(never data) for the rest, sees personal data only where its role needs it, and may act — claim,
+reassign, return, ask for and decide extensions, send messages — only where the engine lets it."""
 
 from __future__ import annotations
 
 import pytest
 from flask.testing import FlaskClient
 
-from engine import tasks
+from engine import cases, tasks
 from engine.runtime import Runtime
 from tests.api.conftest import Tokens, World, ready_task
 
@@ -129,6 +129,108 @@ def test_claiming_succeeds_for_candidates_and_is_refused_without_data_for_everyo
             assert detail.get_json()["actionable"] is False
     else:
         assert got.get_json()["assignee_id"] == person
+
+
+# The task actions beyond claim, for every demo role. What each person may do (anything else is refused:
+# 403 when they can see the case, 404 with no data when they cannot):
+#   A                   改派 world case A's step "handle" (grid worker, g1) to the other grid worker gw_g1_2
+#   D                   改派 world case D's step "handle" (城管 dept_urban) to 市场监管 dept_market
+#   return              退单 a work order's 部门领单 (城管)
+#   extension_request   延期申请 on a work order's 处置 (城管)
+#   extension_decision  延期审批 of a work order (street s1)
+MAY_ACT: dict[str, set[str]] = {
+    "gl_g1": {"A"},  # a grid leader moves work between the people of the grid
+    "community_c1": {"A"},  # a community between its grids — but departments are not its to route
+    "street_s1": {"A", "D", "extension_decision"},
+    "supervisor_s1": {"A", "D", "extension_decision"},  # takes over the street's decision (代办)
+    "supervisor_d": {"A", "D", "return", "extension_request", "extension_decision"},
+    "cc_1": {"A", "D"},
+    "dept_urban_1": {"return", "extension_request"},  # its own steps, but it may not reassign them
+}
+ACTION_PEOPLE = sorted({*SCOPES, "gw_g1_2"})
+ORDERS_VISIBLE = {p for p, (seen, _) in SCOPES.items() if "A" in seen} | {"gw_g1_2", "dept_urban_1"}
+FORBIDDEN = {"reassign": "task.reassign_forbidden"}
+
+
+@pytest.mark.parametrize("person", ACTION_PEOPLE)
+def test_task_actions_succeed_for_the_roles_allowed_and_are_refused_without_data_for_everyone_else(
+    person: str,
+    world: World,
+    orders: dict[str, int],
+    api_rt: Runtime,
+    client: FlaskClient,
+    tokens: Tokens,
+) -> None:
+    seen = SCOPES[person][0] if person in SCOPES else G1
+    checks: list[tuple[str, int, str, str, dict[str, object], bool]] = [
+        (
+            "A",
+            world["A"],
+            "handle",
+            "reassign",
+            {"assignee_id": "gw_g1_2", "reason": "王建国请假"},
+            "A" in seen,
+        ),
+        (
+            "D",
+            world["D"],
+            "handle",
+            "reassign",
+            {"org_unit_id": "dept_market", "reason": "派错"},
+            "D" in seen,
+        ),
+        (
+            "return",
+            orders["claim"],
+            "claim",
+            "return",
+            {"reason": "非本部门职责", "reason_code": "not_responsible"},
+            person in ORDERS_VISIBLE,
+        ),
+        (
+            "extension_request",
+            orders["handle"],
+            "handle",
+            "extension-request",
+            {"days": 3, "reason": "需协调施工方"},
+            person in ORDERS_VISIBLE,
+        ),
+        (
+            "extension_decision",
+            orders["extension_decision"],
+            "extension_decision",
+            "extension-decision",
+            {"decision": "approve", "days": 3, "comment": "同意"},
+            person in ORDERS_VISIBLE,
+        ),
+    ]
+    for key, case_id, spec, path, body, visible in checks:
+        task_id = ready_task(api_rt, case_id, spec)
+        version = cases.get_case(case_id, rt=api_rt).version
+        got = client.post(f"/api/tasks/{task_id}/{path}", json=body, headers=tokens[person])
+        answer = got.get_json()
+        after = cases.get_case(case_id, rt=api_rt).version
+        if key in MAY_ACT.get(person, set()):
+            assert got.status_code == 200, (person, key, answer)
+            assert got.headers["ETag"] == f'"{after}"' and after == version + 1
+            moved = {"A": ("g1", "gw_g1_2", "ready"), "D": ("dept_market", None, "ready")}
+            if key in moved:
+                assert (answer["org_unit_id"], answer["assignee_id"], answer["state"]) == moved[key]
+            else:
+                assert answer["state"] == "completed" and answer["completed_by"] == person
+            continue
+        assert after == version, (person, key)  # nothing stored
+        if visible:
+            assert got.status_code == 403, (person, key, answer)
+            assert answer["code"] == FORBIDDEN.get(path, "task.not_candidate"), (person, key)
+            assert set(answer["details"]) <= {"task_id", "role", "org_unit_id"}
+        else:
+            assert got.status_code == 404, (person, key, answer)
+            assert answer == {
+                "code": "task.not_found",
+                "message": f"no task {task_id}",
+                "details": {"task_id": task_id},
+            }
 
 
 @pytest.mark.parametrize(

@@ -91,3 +91,88 @@ def test_case_clocks_shows_each_threshold_and_where_it_came_from(tmp_path: Path)
     assert "时限 1WD（依据：任务属性）" in output  # 社区受理: its own sla …
     assert "用时 80%" in output and "督办：超期后 1WD" in output  # … the process's thresholds
     assert output.count("（依据：流程属性）") == 3
+
+
+def _task_id(output: str, spec: str) -> str:
+    [line] = [
+        line for line in output.splitlines() if line.strip().startswith("task ") and f"({spec})" in line
+    ]
+    return line.split()[1]
+
+
+def test_task_reassign_and_return_from_the_command_line(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    assert run(db, "demo")[0] == 0
+    code, output = run(
+        db,
+        *("case", "start", "work_order", "--title", "过期食品", "--grid", "g1", "--category", "garbage"),
+        *("--channel", "hotline_12345", "--as", "gw_g1"),
+    )
+    assert code == 0, output
+    accept = _task_id(output, "accept")
+    code, output = run(
+        db, "task", "complete", accept, "--as", "community_c1", "--data", '{"decision": "accept"}'
+    )
+    code, output = run(
+        db,
+        "task",
+        "complete",
+        _task_id(output, "dispatch"),
+        "--as",
+        "street_s1",
+        "--data",
+        '{"dispatch_decision": "confirm"}',
+    )
+    claim = _task_id(output, "claim")
+    code, output = run(
+        db, "task", "reassign", claim, "--as", "dept_urban_1", "--unit", "dept_market", "--reason", "不归我管"
+    )
+    assert code == 1 and output.startswith("error: task.reassign_forbidden") and "Traceback" not in output
+    code, output = run(
+        db, "task", "reassign", claim, "--as", "street_s1", "--to", "gw_g1", "--reason", "改派"
+    )
+    assert code == 1 and output.startswith("error: task.reassign_not_candidate")
+    assert "assignee_id: not a department of dept_urban" in output
+    code, output = run(
+        db,
+        "task",
+        "reassign",
+        claim[:8],
+        "--as",
+        "street_s1",
+        "--unit",
+        "dept_market",
+        "--reason",
+        "属市场监管职责",
+    )
+    assert code == 0 and output.startswith(
+        f"reassigned 部门领单 ({claim}) to the shared list @dept_market"
+    ), output
+    code, output = run(db, "task", "return", claim, "--as", "dept_market_1", "--reason", "已由其他部门办理")
+    assert code == 1 and output.startswith("error: form.invalid")  # the claim form wants a reason code
+    code, output = run(
+        db,
+        "task",
+        "return",
+        claim,
+        "--as",
+        "dept_market_1",
+        "--reason",
+        "非本部门职责",
+        "--code",
+        "not_responsible",
+    )
+    assert code == 0 and output.startswith("returned 部门领单") and "(dispatch)" in output, output
+    code, output = run(
+        db,
+        "task",
+        "request-extension",
+        _task_id(output, "dispatch"),
+        "--as",
+        "street_s1",
+        "--days",
+        "2",
+        "--reason",
+        "x",
+    )
+    assert code == 1 and output.startswith("error: task.action_unsupported")

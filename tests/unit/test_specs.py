@@ -376,6 +376,69 @@ def test_good_sla_and_warn_at_are_accepted(forms: Path) -> None:
     assert check({"p.bpmn": source}, forms).ok
 
 
+@pytest.fixture
+def claim_form(forms: Path) -> Path:
+    schema = {
+        "type": "object",
+        "properties": {
+            "decision": {"type": "string", "enum": ["claim", "return"]},
+            "note": {"type": "string"},
+            "code": {"type": "string", "enum": ["not_ours", "other"]},
+        },
+    }
+    (forms / "t" / "claim.schema.json").write_text(json.dumps(schema), encoding="utf-8")
+    return forms
+
+
+RETURN = {"return_field": "decision", "return_value": "return", "return_reason_field": "note"}
+
+
+def test_a_return_action_wired_to_fields_of_the_form_is_accepted(claim_form: Path) -> None:
+    properties = {**RETURN, "return_code_field": "code"}
+    source = bpmn(around(user_task("claim", "t/claim", properties), path=("claim",)))
+    assert check({"p.bpmn": source}, claim_form).ok
+
+
+@pytest.mark.parametrize(
+    ("properties", "words"),
+    [
+        ({"return_field": "decision", "return_value": "return"}, "missing: return_reason_field"),
+        (
+            {**RETURN, "return_reason_field": "why"},
+            "return_reason_field 'why' is not a field of the task's form",
+        ),
+        ({**RETURN, "return_value": "send_back"}, "'send_back' is not one of them"),
+        ({**RETURN, "return_code_field": "reason_code"}, "return_code_field 'reason_code' is not a field"),
+        ({"sla_comment_field": "note"}, "belong to a task with sla_extends"),
+        (
+            {
+                "sla_extends": "h",
+                "sla_approval_field": "decision",
+                "sla_extension_field": "note",
+                "sla_reject_value": "return",
+            },
+            "'approve' is not one of them",
+        ),
+        (
+            {"extension_field": "decision", "extension_value": "return", "extension_days_field": "days"},
+            "missing: extension_reason_field",
+        ),
+    ],
+)
+def test_a_task_action_that_names_no_field_of_its_form_is_refused_at_deploy(
+    claim_form: Path, properties: dict[str, str], words: str
+) -> None:
+    source = bpmn(around(user_task("claim", "t/claim", properties), path=("claim",)))
+    problem = only_error(check({"p.bpmn": source}, claim_form))
+    assert problem.element_id == "claim" and words in problem.message, problem.message
+    assert problem.line == line_of(source, '<bpmn:userTask id="claim"')
+
+
+def test_the_shipped_work_order_declares_its_task_actions_against_its_forms() -> None:
+    result = check(specs.read_sources([REPO / "workflows" / "work_order"]), REPO / "forms")
+    assert errors(result) == []
+
+
 # --- timers and gateways ----------------------------------------------------------------------------------
 
 
