@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing
 import os
 import shutil
 import socket
@@ -25,6 +26,7 @@ import threading
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -157,13 +159,21 @@ def lifecycle(c: Client, grid: str, worker: str, community: str, n: int) -> int:
     return 2
 
 
-def drive(port: int, clients: int, seconds: float) -> tuple[float, dict[str, list[float]], int]:
+def _drive_part(
+    port: int,
+    first: int,
+    clients: int,
+    barrier: Any,
+    stop_at: Any,
+    results: Any,
+) -> None:
+    """One load-generator process: ``clients`` threads (client numbers ``first`` …), each logged in
+    before the common start, then looping over lifecycles until ``stop_at``."""
     stats: dict[str, list[float]] = defaultdict(list)
     lock = threading.Lock()
     done = [0]
     errors: list[str] = []
     ready = threading.Barrier(clients + 1)
-    stop_at = [0.0]
 
     def run(i: int) -> None:
         grid = GRIDS[i % len(GRIDS)]
@@ -173,7 +183,7 @@ def drive(port: int, clients: int, seconds: float) -> tuple[float, dict[str, lis
         finally:
             ready.wait()
         n = 0
-        while time.monotonic() < stop_at[0]:
+        while time.time() < stop_at.value:
             try:
                 tasks = lifecycle(c, grid, worker, community, n)
             except (RuntimeError, OSError) as err:
@@ -185,19 +195,57 @@ def drive(port: int, clients: int, seconds: float) -> tuple[float, dict[str, lis
             with lock:
                 done[0] += tasks
 
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(clients)]
+    threads = [threading.Thread(target=run, args=(first + i,), daemon=True) for i in range(clients)]
     for t in threads:
         t.start()
     ready.wait()
-    started = time.monotonic()
-    stop_at[0] = started + seconds
+    barrier.wait()  # every process has logged its clients in
+    barrier.wait()  # the parent has set stop_at
     for t in threads:
-        t.join(timeout=seconds + 120)
-    elapsed = time.monotonic() - started
+        t.join(timeout=max(0.0, stop_at.value - time.time()) + 120)
+    stats.pop("login", None)
+    results.put((done[0], dict(stats), errors))
+
+
+def drive(
+    port: int, clients: int, seconds: float, processes: int = 1
+) -> tuple[float, dict[str, list[float]], int]:
+    """``clients`` keep-alive clients spread over ``processes`` load-generator processes (one Python
+    process with many threads queues its own threads behind its GIL, which would show up as server
+    latency), all logged in before the common start; completed tasks per second and latencies."""
+    processes = max(1, min(processes, clients))
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(processes + 1)
+    stop_at = context.Value("d", float("inf"))
+    results = context.Queue()
+    share, extra = divmod(clients, processes)
+    workers, first = [], 0
+    for k in range(processes):
+        n = share + (1 if k < extra else 0)
+        proc = context.Process(
+            target=_drive_part, args=(port, first, n, barrier, stop_at, results), daemon=True
+        )
+        proc.start()
+        workers.append(proc)
+        first += n
+    barrier.wait()
+    started = time.time()
+    stop_at.value = started + seconds
+    barrier.wait()
+    parts = [results.get(timeout=seconds + 300) for _ in workers]
+    elapsed = time.time() - started
+    for proc in workers:
+        proc.join(timeout=30)
+    stats: dict[str, list[float]] = defaultdict(list)
+    done, errors = 0, []
+    for part_done, part_stats, part_errors in parts:
+        done += part_done
+        errors += part_errors
+        for label, values in part_stats.items():
+            stats[label] += values
     if errors:
         print(f"  {len(errors)} failed requests, e.g. {errors[0]}")
-    stats.pop("login", None)
-    return done[0] / elapsed, stats, len(errors)
+    return done / elapsed, stats, len(errors)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -250,7 +298,7 @@ def run_backend(name: str, url: str, args: argparse.Namespace) -> tuple[float, f
     proc, port = start_server(url, args.workers, args.threads)
     try:
         http_cost = http_step_cost(port, args.serial_rounds)
-        rate, stats, _errors = drive(port, args.clients, args.seconds)
+        rate, stats, _errors = drive(port, args.clients, args.seconds, args.client_processes)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -281,6 +329,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=25)
+    parser.add_argument(
+        "--client-processes", type=int, default=5, help="load-generator processes the clients are spread over"
+    )
     parser.add_argument("--serial-rounds", type=int, default=30)
     args = parser.parse_args()
     args.clients = max(1, min(args.clients, 200))

@@ -3,11 +3,15 @@ schema migration through Alembic.
 
 ``Database.write()`` opens the single-writer transaction a step needs: ``BEGIN IMMEDIATE`` on SQLite
 (one writer at a time, readers go on under WAL) and an ordinary transaction on PostgreSQL, where the
-caller locks the case row with ``SELECT … FOR UPDATE`` (``lock_case``).
+caller locks the case row with ``SELECT … FOR UPDATE`` (``lock_case``). On SQLite, writers queue first
+in-process (a lock per handle) and then across processes on ``<database>.writer-lock`` (``flock``), so
+the next writer starts the moment the last one commits; SQLite's own lock is then free at once, and is
+polled for only when a writer outside gridcase holds it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import sqlite3
@@ -92,6 +96,19 @@ def _sqlite_begin(conn: Connection) -> None:
         cursor.close()
 
 
+def _writer_lock_file(url: str) -> int | None:
+    """A lock file beside the SQLite database that gridcase processes take (``flock``) before SQLite's
+    write lock: a waiting writer is woken by the kernel as soon as the holder commits, instead of
+    polling SQLite's lock (writers outside gridcase are still polled for)."""
+    path = url.split("///", 1)[1] if "///" in url else ""
+    if not path or path.startswith(":memory:") or "?" in path:
+        return None
+    try:
+        return os.open(f"{path}.writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+
+
 class Database:
     """One SQLAlchemy engine plus the transaction helpers the engine uses."""
 
@@ -107,6 +124,8 @@ class Database:
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)
         self._writer = threading.RLock() if self.is_sqlite else None
+        self._depth = 0
+        self._lock_fd = _writer_lock_file(url) if self.is_sqlite else None
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -120,6 +139,8 @@ class Database:
         connect_args = {"check_same_thread": False, "timeout": 30} if db.is_sqlite else {}
         db.engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
         db._writer = threading.RLock() if db.is_sqlite else None
+        db._depth = 0
+        db._lock_fd = _writer_lock_file(url) if db.is_sqlite else None
         if db.is_sqlite:
             event.listen(db.engine, "connect", _sqlite_connect)
             event.listen(db.engine, "begin", _sqlite_begin)
@@ -148,10 +169,18 @@ class Database:
                 {"waited_s": WRITER_WAIT_S},
             )
         try:
-            with self.engine.connect() as conn:
-                conn = conn.execution_options(**{_WRITE: True})
-                with conn.begin():
-                    yield conn
+            self._depth += 1
+            if self._depth == 1 and self._lock_fd is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # the kernel wakes us the moment it is free
+            try:
+                with self.engine.connect() as conn:
+                    conn = conn.execution_options(**{_WRITE: True})
+                    with conn.begin():
+                        yield conn
+            finally:
+                if self._depth == 1 and self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                self._depth -= 1
         finally:
             self._writer.release()
 
@@ -176,3 +205,6 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None

@@ -1,5 +1,6 @@
-"""SQLite's single write lock: a second writer waits its turn (polling, not SQLite's 100 ms back-off)
-and gives up with a Conflict (``store.busy``) once the wait is over."""
+"""SQLite's single write lock: a second writer waits its turn (in-process lock, then the lock file
+beside the database, then polling for writers outside gridcase — never SQLite's 100 ms back-off) and
+gives up with a Conflict (``store.busy``) once the wait is over."""
 
 from __future__ import annotations
 
@@ -51,3 +52,50 @@ def test_a_writer_gives_up_when_the_lock_is_held_past_the_wait(
         conn.execute(text("INSERT INTO t VALUES (2)"))
     holder.join()
     assert busy.value.code == "store.busy"
+
+
+def test_writers_of_two_processes_take_turns_on_the_lock_file(tmp_path: Path) -> None:
+    """Two handles on one file stand for two processes: the second writer sleeps on the lock file
+    beside the database and is woken when the first commits."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    first, second = Database.for_tests(url), Database.for_tests(url)
+    assert (tmp_path / "w.db.writer-lock").exists()
+    started = threading.Event()
+    holder = threading.Thread(target=hold_write_lock, args=(first, 0.2, started))
+    holder.start()
+    started.wait(5)
+    began = time.monotonic()
+    with second.write() as conn:
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+    waited = time.monotonic() - began
+    holder.join()
+    assert 0.1 < waited < 2.0
+    with second.read() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 1
+    first.dispose()
+    second.dispose()
+
+
+def test_a_writer_outside_gridcase_is_still_waited_for_and_given_up_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that does not know the lock file (the sqlite3 shell, say) holds SQLite's own lock: a
+    gridcase writer polls for it and gives up with store.busy after the wait."""
+    import sqlite3
+
+    monkeypatch.setattr(db_module, "WRITER_WAIT_S", 0.05)
+    database = Database.for_tests(f"sqlite:///{tmp_path / 'w.db'}")
+    with database.write() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    outsider = sqlite3.connect(tmp_path / "w.db", isolation_level=None)
+    outsider.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(Conflict) as busy, database.write() as conn:
+            conn.execute(text("INSERT INTO t VALUES (2)"))
+        assert busy.value.code == "store.busy"
+    finally:
+        outsider.execute("ROLLBACK")
+        outsider.close()
+    with database.write() as conn:  # and the lock file was let go on the way out
+        conn.execute(text("INSERT INTO t VALUES (3)"))
+    database.dispose()
