@@ -323,7 +323,7 @@ def _case_action(name: str, doc: str) -> None:
     @click.option("--reason", "--note", "text", default="", help="reason (挂起) or note (催办/督办).")
     @pass_ctx
     def command(ctx: Ctx, reference: str, actor: str, text: str) -> None:
-        from engine import sla
+        from engine import escalation, sla
 
         with reported():
             view = cases.find_case(reference, rt=ctx.rt)
@@ -334,10 +334,10 @@ def _case_action(name: str, doc: str) -> None:
                 count = sla.resume_case(view.id, rt=ctx.rt, actor=actor)
                 click.echo(f"{view.number} resumed; {count} clock(s) running again")
             elif name == "remind":
-                sla.remind(view.id, rt=ctx.rt, actor=actor, note=text)
+                escalation.remind(view.id, rt=ctx.rt, actor=actor, note=text)
                 click.echo(f"reminder sent for {view.number}")
             else:
-                sla.supervise(view.id, rt=ctx.rt, actor=actor, note=text)
+                escalation.supervise(view.id, rt=ctx.rt, actor=actor, note=text)
                 click.echo(f"{view.number} under supervision (督办)")
 
     command.__doc__ = doc

@@ -11,15 +11,14 @@ working time consumed and whose unit spent it. A clock that changes units (hande
 unit, or its task reassigned — 改派, ``hand_over``) keeps its start, budget and deadline; an
 ``sla.handed_over`` audit event says what the previous unit spent.
 
-Rungs: warning (黄) → overdue (红) → supervision (督办) → escalation. Each fires once (``*_fired_at``),
-writes an audit event and outbox notifications (the handler's unit, then its leader, then the level
-above), and is delivered to the workflow as the BPMN message ``sla_<rung>`` aimed at the task's own
-boundary events, so the diagram decides what it does. Suspending (挂起) pauses every clock of a case;
-resuming moves every deadline by the paused working time; an approved extension (延期) adds budget.
+Each clock carries the instants of its rungs (warning 黄 → overdue 红 → supervision 督办 → escalation)
+and which have fired; firing them, and 催办 / 督办 by hand, is ``engine.escalation``'s. Suspending (挂起)
+pauses every clock of a case; resuming moves every deadline by the paused working time; an approved
+extension (延期) adds budget.
 
 All instants come from one calendar (``rt.calendar``); a deadline in a year the holiday data does not
 cover is computed on weekends only, marked provisional with the reason, and recomputed by
-``recompute_provisional`` once an overlay for that year is loaded.
+``recompute_provisional`` once an overlay for that year is loaded. Must not import flask, api or celery.
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ from engine.calendar import (
     explain,
     parse_duration,
 )
-from engine.errors import Conflict, EngineError, InvalidInput, NotFound
+from engine.errors import Conflict, InvalidInput
 from engine.runtime import Runtime, Step, step
 from engine.sla_policy import (
     DEFAULT_ESCALATE_AFTER,
@@ -57,6 +56,12 @@ from engine.store.models import audit_event, case, sla_clock
 log = logging.getLogger("gridcase.sla")
 
 RUNGS = ("warning", "overdue", "supervise", "escalate")
+FIRED_COLUMN = {
+    "warning": "warning_fired_at",
+    "overdue": "overdue_fired_at",
+    "supervise": "supervise_fired_at",
+    "escalate": "escalate_fired_at",
+}
 
 
 # --- deadline arithmetic --------------------------------------------------------------------------
@@ -146,7 +151,7 @@ def schedule(
     return Schedule(warn, due, supervise.due_at, escalate.due_at, calendar.version, provisional, reason)
 
 
-def _next_rung(values: Mapping[str, object]) -> datetime | None:
+def next_rung(values: Mapping[str, object]) -> datetime | None:
     pending = [
         values[at]
         for at, fired in (
@@ -164,7 +169,11 @@ def _next_rung(values: Mapping[str, object]) -> datetime | None:
 ClockRow = dict[str, Any]  # one sla_clock row as read; only this module looks inside
 
 
-def _clock(row: Row[tuple[object, ...]]) -> ClockRow:
+def iso(value: object) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else None
+
+
+def as_clock(row: Row[tuple[object, ...]]) -> ClockRow:
     return {str(k): v for k, v in row._mapping.items()}
 
 
@@ -283,7 +292,7 @@ def _record_hand_over(
 ) -> dict[str, object]:
     """Audit one clock changing hands: its time so far, and the part the previous unit spent (the time
     since the clock's last hand-over, or since it started)."""
-    m = _clock(step.conn.execute(select(sla_clock).where(sla_clock.c.id == clock_id)).one())
+    m = as_clock(step.conn.execute(select(sla_clock).where(sla_clock.c.id == clock_id)).one())
     consumed = consumed_seconds(step.rt.calendar, m, step.now)
     earlier = 0
     for (after,) in step.conn.execute(
@@ -361,7 +370,7 @@ def _start_clock(step: Step, task: OpenTask, policy: ClockPolicy) -> None:
         "provisional_reason": plan.reason,
         "policy_sources": dict(policy.sources),
     }
-    values["next_rung_at"] = _next_rung(values)
+    values["next_rung_at"] = next_rung(values)
     fastsql.execute(step.conn, _INSERT_CLOCK, values)
     step.wake(values["next_rung_at"])
 
@@ -382,409 +391,12 @@ def consumed_seconds(calendar: WorkCalendar, clock: Mapping[str, object], now: d
     return max(0, int(spent) - paused_seconds(calendar, str(clock["budget_kind"]), pauses, end, hours))
 
 
-# --- rungs ----------------------------------------------------------------------------------------
+# --- suspend, resume, extend ---------------------------------------------------
 
 
-@dataclass(slots=True)
-class RungReport:
-    fired: list[tuple[int, str]] = field(default_factory=list)  # (clock id, rung)
-    failed: dict[int, str] = field(default_factory=dict)  # case id -> error code
-    cases: set[int] = field(default_factory=set)  # cases with a rung fired
-
-
-_FIRED_COLUMN = {
-    "warning": "warning_fired_at",
-    "overdue": "overdue_fired_at",
-    "supervise": "supervise_fired_at",
-    "escalate": "escalate_fired_at",
-}
-_RUNG_AT = {
-    "warning": "warn_due_at",
-    "overdue": "due_at",
-    "supervise": "supervise_at",
-    "escalate": "escalate_at",
-}
-_STATUS_AFTER = {"warning": "warning", "overdue": "overdue", "supervise": "overdue", "escalate": "overdue"}
-
-
-def due_rung_cases(
-    rt: Runtime, now: datetime, *, limit: int = 500, case_ids: Sequence[int] | None = None
-) -> list[int]:
-    """Open cases with a clock whose next rung has come (distinct, earliest first)."""
-    query = (
-        select(sla_clock.c.case_id, sla_clock.c.next_rung_at)
-        .join(case, case.c.id == sla_clock.c.case_id)
-        .where(sla_clock.c.state == "running", sla_clock.c.next_rung_at <= now, case.c.status == "open")
-    )
-    if case_ids is not None:
-        query = query.where(sla_clock.c.case_id.in_(list(case_ids)))
-    with rt.db.read() as conn:
-        rows = conn.execute(query.order_by(sla_clock.c.next_rung_at).limit(limit)).all()
-    seen: dict[int, None] = {}
-    for row in rows:
-        seen.setdefault(int(row.case_id))
-    return list(seen)
-
-
-class _NothingDue(Exception):
-    """Raised inside a step that found nothing left to fire, so the step writes nothing."""
-
-
-_DUE_RUNG = fastsql.Statement(
-    "SELECT id FROM sla_clock WHERE case_id = :case_id AND state = 'running'"
-    " AND next_rung_at <= :now LIMIT 1",
-    instants=frozenset({"now"}),
-)
-
-
-def fire_rungs_of_case(case_id: int, *, rt: Runtime) -> list[tuple[int, str]]:
-    """Fire every due, unfired rung of the case's running clocks, in order, in one step.
-
-    Nothing due (already fired by another scheduler, a duplicate message) → no step, no new version.
-    """
-    with rt.db.read() as conn:
-        if not fastsql.fetch(conn, _DUE_RUNG, {"case_id": case_id, "now": rt.now()}):
-            return []
-    fired: list[tuple[int, str]] = []
-    try:
-        with step(rt, case_id) as current:
-            clocks = [
-                _clock(r)
-                for r in current.conn.execute(
-                    select(sla_clock).where(
-                        sla_clock.c.case_id == case_id,
-                        sla_clock.c.state == "running",
-                        sla_clock.c.next_rung_at <= current.now,
-                    )
-                )
-            ]
-            for clock in clocks:
-                for rung in RUNGS:
-                    at = clock[_RUNG_AT[rung]]
-                    if at is None or at > current.now or clock[_FIRED_COLUMN[rung]] is not None:
-                        continue
-                    _fire(current, clock, rung)
-                    fired.append((int(clock["id"]), rung))
-            if not fired:
-                raise _NothingDue
-            from engine.projection import refresh
-
-            refresh(current, actor="system")
-    except _NothingDue:
-        return []
-    return fired
-
-
-def _fire(current: Step, clock: ClockRow, rung: str) -> None:
-    conn, now = current.conn, current.now
-    values = dict(clock)
-    values[_FIRED_COLUMN[rung]] = now
-    conn.execute(
-        update(sla_clock)
-        .where(sla_clock.c.id == clock["id"])
-        .values({_FIRED_COLUMN[rung]: now, "status": _STATUS_AFTER[rung], "next_rung_at": _next_rung(values)})
-    )
-    if rung in ("supervise", "escalate"):
-        current.case_values["priority"] = "urgent"
-    caught = False
-    if clock["task_id"]:
-        payload = {"rung": rung, "task_spec": clock["task_spec"], "due_at": _iso(clock["due_at"])}
-        try:
-            caught = current.instance.send_message(
-                f"sla_{rung}", payload, current.rt.clock, for_task=clock["task_id"]
-            )
-        except NotFound:
-            caught = False
-    audit.record(
-        conn,
-        f"sla.{rung}",
-        at=now,
-        actor_id="system",
-        case_id=current.case_id,
-        task_id=clock["task_id"],
-        before={"status": clock["status"], "due_at": _iso(clock["due_at"])},
-        after={"status": _STATUS_AFTER[rung], "message": f"sla_{rung}", "caught": caught},
-    )
-    _notify(current, clock, f"sla.{rung}", rung)
-
-
-def _notify(
-    current: Step,
-    clock: Mapping[str, object],
-    topic: str,
-    rung: str,
-    extra: Mapping[str, object] | None = None,
-) -> None:
-    """Outbox rows for the people a rung concerns: the unit's handlers, then its leader, then above."""
-    from engine.projection import enqueue
-
-    task_id = clock.get("task_id")
-    role = _task_roles(current.conn, [task_id]).get(task_id) if isinstance(task_id, str) else None
-    payload = _rung_payload(clock, rung, current.case.number, current.case.title)
-    for role_to, target in _targets(current.conn, clock, rung, role, {}):
-        enqueue(current, topic, {"role": role_to, "org_unit_id": target, **payload, **dict(extra or {})})
-
-
-def _rung_payload(clock: Mapping[str, object], rung: str, number: str, title: object) -> dict[str, object]:
-    return {
-        "case_number": number,
-        "case_title": title,
-        "task_spec": clock.get("task_spec"),
-        "task_id": clock.get("task_id"),
-        "due_at": _iso(clock.get("due_at")),
-        "rung": rung,
-    }
-
-
-def _targets(
-    conn: Connection,
-    clock: Mapping[str, object],
-    rung: str,
-    task_role: str | None,
-    above: dict[str, list[orgs.UnitRow]],
-) -> list[tuple[str, str]]:
-    """(role, org unit) to notify of a rung: the task's role in the clock's unit, from overdue on the
-    unit's leader, from 督办 on the supervisor of the level above, and at escalation the command centre.
-    ``above`` caches the unit chains of one batch."""
-    unit = clock.get("org_unit_id")
-    targets: list[tuple[str, str]] = []
-    if not isinstance(unit, str):
-        return targets
-    if task_role:
-        targets.append((task_role, unit))
-    if rung != "warning":
-        targets.append(("leader", unit))
-    if rung in ("supervise", "escalate"):
-        chain = above.get(unit)
-        if chain is None:
-            chain = above[unit] = orgs.ancestors(conn, unit)
-        if len(chain) > 1:
-            targets.append(("supervisor", chain[1].id))
-        if rung == "escalate":
-            targets.append(("command_centre", chain[-1].id))
-    return targets
-
-
-def _task_roles(conn: Connection, task_ids: Sequence[str]) -> dict[str, str]:
-    """Task id -> the role its human task is assigned to."""
-    if not task_ids:
-        return {}
-    from engine.store.models import human_task
-
-    rows = conn.execute(
-        select(human_task.c.id, human_task.c.role).where(human_task.c.id.in_(sorted(set(task_ids))))
-    ).all()
-    return {str(r.id): str(r.role) for r in rows if r.role}
-
-
-def _iso(value: object) -> str | None:
-    return value.isoformat() if isinstance(value, datetime) else None
-
-
-def fire_due_rungs(*, rt: Runtime, limit: int = 500, case_ids: Sequence[int] | None = None) -> RungReport:
-    """Fire every rung that has come (of ``case_ids`` only, when given).
-
-    Most rungs change nothing in the workflow: no boundary event of the clock's task catches
-    ``sla_<rung>`` (read from the spec, ``SpecEntry.caught``). Those are fired set-based, up to ``limit``
-    clocks per transaction (``fire_rung_batch``). A case with a rung its diagram catches runs in its own
-    step (``fire_rungs_of_case``), which delivers the message. When a batch fails, its cases are fired one
-    by one instead, so a bad case is logged and marked an incident while the others still fire.
-    """
-    report = RungReport()
-    tried: set[int] = set()
-    while True:
-        try:
-            batch = fire_rung_batch(rt, limit=limit, case_ids=case_ids)
-        except Exception:  # a bug or a bad row must not stop the other cases
-            log.exception("a batch of SLA rungs failed; firing its cases one by one")
-            batch = RungBatch(stepwise=due_rung_cases(rt, rt.now(), limit=limit, case_ids=case_ids))
-        report.fired.extend(batch.fired)
-        report.cases.update(batch.cases)
-        stepwise = [c for c in batch.stepwise if c not in tried]
-        if not stepwise and not batch.fired:
-            return report
-        for case_id in stepwise:
-            tried.add(case_id)
-            try:
-                fired = fire_rungs_of_case(case_id, rt=rt)
-                report.fired.extend(fired)
-                if fired:
-                    report.cases.add(case_id)
-            except Conflict as err:
-                if err.code in ("case.closed", "case.suspended"):
-                    continue  # a rung of a closed or suspended case does not fire
-                _failed(rt, report, case_id, err)
-            except Exception as err:
-                _failed(rt, report, case_id, err)
-
-
-def _failed(rt: Runtime, report: RungReport, case_id: int, err: Exception) -> None:
-    from engine.timers import mark_incident
-
-    code = err.code if isinstance(err, EngineError) else "internal_error"
-    report.failed[case_id] = code
-    log.error("SLA rungs of case %s failed: %s", case_id, err, exc_info=not isinstance(err, EngineError))
-    mark_incident(rt, case_id, err)
-
-
-@dataclass(slots=True)
-class RungBatch:
-    fired: list[tuple[int, str]] = field(default_factory=list)  # (clock id, rung)
-    cases: list[int] = field(default_factory=list)  # cases with a rung fired
-    stepwise: list[int] = field(default_factory=list)  # cases whose diagram catches a due rung
-
-
-_DUE_COLUMNS = (
-    *sla_clock.c,
-    case.c.number.label("case_number"),
-    case.c.title.label("case_title"),
-    case.c.spec_version_id.label("case_spec_version_id"),
-    case.c.version.label("case_version"),
-)
-_BATCH_CLOCK = fastsql.Statement(
-    "UPDATE sla_clock SET status = :status, next_rung_at = :next_rung_at, warning_fired_at = :warning,"
-    " overdue_fired_at = :overdue, supervise_fired_at = :supervise, escalate_fired_at = :escalate"
-    " WHERE id = :id AND state = 'running'",
-    instants=frozenset({"next_rung_at", "warning", "overdue", "supervise", "escalate"}),
-)
-_BATCH_CASE = fastsql.Statement(
-    'UPDATE "case" SET version = version + 1, updated_at = :now,'
-    " priority = CASE WHEN :urgent = 1 THEN 'urgent' ELSE priority END WHERE id = :id",
-    instants=frozenset({"now"}),
-)
-
-
-def fire_rung_batch(rt: Runtime, *, limit: int = 500, case_ids: Sequence[int] | None = None) -> RungBatch:
-    """One transaction: fire the due rungs of up to ``limit`` clocks that no boundary event catches —
-    clock status and fired instants, an audit event and outbox notifications per rung, the case's
-    version (and priority, from 督办 on) — and name the cases that need their own step.
-
-    The same writes, row for row, as ``fire_rungs_of_case`` makes for a rung nothing catches. Locks: the
-    whole database on SQLite (one writer); on PostgreSQL the cases' rows, ``SKIP LOCKED`` (a case in a
-    step right now is left to the next round), in the order steps take them (case, then clocks).
-    """
-    batch = RungBatch()
-    with rt.db.write() as conn:
-        now = rt.now()
-        due = (
-            select(*_DUE_COLUMNS)
-            .join(case, case.c.id == sla_clock.c.case_id)
-            .where(sla_clock.c.state == "running", sla_clock.c.next_rung_at <= now, case.c.status == "open")
-        )
-        if case_ids is not None:
-            due = due.where(sla_clock.c.case_id.in_(list(case_ids)))
-        rows = conn.execute(due.order_by(sla_clock.c.next_rung_at).limit(limit)).all()
-        if rows and conn.dialect.name == "postgresql":
-            wanted = sorted({int(r.case_id) for r in rows})
-            locked = list(
-                conn.execute(
-                    select(case.c.id)
-                    .where(case.c.id.in_(wanted), case.c.status == "open")
-                    .order_by(case.c.id)
-                    .with_for_update(skip_locked=True)
-                ).scalars()
-            )
-            rows = conn.execute(due.where(sla_clock.c.case_id.in_(locked))).all() if locked else []
-        plan = _plan_batch(rt, conn, [dict(r._mapping) for r in rows], now)
-        batch.stepwise = plan.stepwise
-        if plan.clocks:
-            fastsql.execute(conn, _BATCH_CLOCK, plan.clocks)
-            fastsql.execute(conn, _BATCH_CASE, plan.cases)
-            audit.record_many(conn, plan.audit)
-            from engine.projection import enqueue_many
-
-            enqueue_many(conn, plan.outbox)
-        batch.fired = plan.fired
-        batch.cases = sorted(plan.versions)
-    rt.workflows.bumped(plan.versions)
-    return batch
-
-
-@dataclass(slots=True)
-class _BatchPlan:
-    fired: list[tuple[int, str]] = field(default_factory=list)
-    stepwise: list[int] = field(default_factory=list)
-    clocks: list[dict[str, object]] = field(default_factory=list)
-    cases: list[dict[str, object]] = field(default_factory=list)
-    audit: list[dict[str, object]] = field(default_factory=list)
-    outbox: list[dict[str, object]] = field(default_factory=list)
-    versions: dict[int, int] = field(default_factory=dict)  # case id -> version after the batch
-
-
-def _plan_batch(rt: Runtime, conn: Connection, rows: list[ClockRow], now: datetime) -> _BatchPlan:
-    plan = _BatchPlan()
-    stepwise: set[int] = set()
-    firing: list[tuple[ClockRow, list[str]]] = []
-    for clock in rows:
-        case_id = int(clock["case_id"])
-        rungs = [
-            rung
-            for rung in RUNGS
-            if clock[_RUNG_AT[rung]] is not None
-            and clock[_RUNG_AT[rung]] <= now
-            and clock[_FIRED_COLUMN[rung]] is None
-        ]
-        caught = rt.specs.get(conn, int(clock["case_spec_version_id"])).caught.get(str(clock["task_spec"]))
-        if clock["task_id"] and caught and any(f"sla_{rung}" in caught for rung in rungs):
-            stepwise.add(case_id)
-        else:
-            firing.append((clock, rungs))
-    plan.stepwise = sorted(stepwise)
-    roles = _task_roles(conn, [str(c["task_id"]) for c, _ in firing if c["task_id"]])
-    above: dict[str, list[orgs.UnitRow]] = {}
-    urgent: dict[int, bool] = {}
-    for clock, rungs in firing:
-        case_id = int(clock["case_id"])
-        values = dict(clock)
-        status = str(clock["status"])
-        for rung in rungs:
-            values[_FIRED_COLUMN[rung]] = now
-            plan.fired.append((int(clock["id"]), rung))
-            plan.audit.append(
-                {
-                    "case_id": case_id,
-                    "at": now,
-                    "actor_id": "system",
-                    "action": f"sla.{rung}",
-                    "task_id": clock["task_id"],
-                    "before": {"status": status, "due_at": _iso(clock["due_at"])},
-                    "after": {"status": _STATUS_AFTER[rung], "message": f"sla_{rung}", "caught": False},
-                }
-            )
-            status = _STATUS_AFTER[rung]
-            payload = _rung_payload(clock, rung, str(clock["case_number"]), clock["case_title"])
-            for role, target in _targets(conn, clock, rung, roles.get(str(clock["task_id"])), above):
-                plan.outbox.append(
-                    {
-                        "created_at": now,
-                        "topic": f"sla.{rung}",
-                        "recipient_id": None,
-                        "case_id": case_id,
-                        "payload": {"role": role, "org_unit_id": target, **payload},
-                        "delivered_at": None,
-                        "attempts": 0,
-                    }
-                )
-        plan.clocks.append(
-            {
-                "id": clock["id"],
-                "status": status,
-                "next_rung_at": _next_rung(values),
-                **{rung: values[_FIRED_COLUMN[rung]] for rung in RUNGS},
-            }
-        )
-        urgent[case_id] = urgent.get(case_id, False) or any(r in ("supervise", "escalate") for r in rungs)
-        plan.versions[case_id] = int(clock["case_version"]) + 1
-    plan.cases = [{"id": case_id, "now": now, "urgent": int(flag)} for case_id, flag in urgent.items()]
-    return plan
-
-
-# --- suspend, resume, extend, remind, supervise ---------------------------------------------------
-
-
-def _case_clocks(conn: Connection, case_id: int, state: str) -> list[ClockRow]:
+def clocks_of_case(conn: Connection, case_id: int, state: str) -> list[ClockRow]:
     return [
-        _clock(r)
+        as_clock(r)
         for r in conn.execute(
             select(sla_clock).where(sla_clock.c.case_id == case_id, sla_clock.c.state == state)
         )
@@ -795,9 +407,9 @@ def suspend_case(
     case_id: int, *, rt: Runtime, actor: str, reason: str, expected_version: int | None = None
 ) -> int:
     """挂起: stop every running clock of the case (ledger entry with reason and actor); returns how many."""
-    reason = _reason(reason)
+    reason = require_reason(reason)
     with step(rt, case_id, expected_version=expected_version) as current:
-        clocks = _case_clocks(current.conn, case_id, "running")
+        clocks = clocks_of_case(current.conn, case_id, "running")
         for clock in clocks:
             pauses = [
                 *clock["pauses"],
@@ -823,7 +435,7 @@ def suspend_case(
 def resume_case(case_id: int, *, rt: Runtime, actor: str, expected_version: int | None = None) -> int:
     """Restart the paused clocks; every deadline moves by the working time the case was suspended."""
     with step(rt, case_id, expected_version=expected_version, statuses=frozenset({"suspended"})) as current:
-        clocks = _case_clocks(current.conn, case_id, "paused")
+        clocks = clocks_of_case(current.conn, case_id, "paused")
         for clock in clocks:
             pauses = [
                 {**p, "to": current.now.isoformat()} if p.get("to") is None else p for p in clock["pauses"]
@@ -855,7 +467,7 @@ def extend_clock(
 
     The budget grows only on approval, and all extensions together may not exceed the original budget.
     """
-    reason = _reason(reason)
+    reason = require_reason(reason)
     with step(rt, case_id, expected_version=expected_version) as current:
         due = apply_extension(current, clock_key=clock_key, added=added, reason=reason, actor=actor)
     return due
@@ -878,7 +490,7 @@ def apply_extension(
         raise Conflict(
             "sla.no_open_clock", f"no running clock '{clock_key}' to extend", {"clock_key": clock_key}
         )
-    m = _clock(clock)
+    m = as_clock(clock)
     hours = _hours(m.get("working_hours"))
     kind, seconds = _seconds(parse_duration(added), current.rt.calendar, hours)
     if kind != m["budget_kind"]:
@@ -903,8 +515,8 @@ def apply_extension(
         actor_id=actor,
         case_id=current.case_id,
         task_id=m["task_id"],
-        before={"due_at": _iso(m["due_at"])},
-        after={"due_at": _iso(plan.due_at), "added": added, "reason": reason},
+        before={"due_at": iso(m["due_at"])},
+        after={"due_at": iso(plan.due_at), "added": added, "reason": reason},
     )
     return plan.due_at
 
@@ -948,9 +560,9 @@ def _reschedule(
         "provisional_reason": plan.reason,
         "state": state,
     }
-    fired = {col: clock[col] for col in _FIRED_COLUMN.values()}
+    fired = {col: clock[col] for col in FIRED_COLUMN.values()}
     # A later deadline un-fires nothing that already fired; rungs not yet fired move with it.
-    values["next_rung_at"] = _next_rung({**values, **fired}) if state == "running" else None
+    values["next_rung_at"] = next_rung({**values, **fired}) if state == "running" else None
     current.wake(values["next_rung_at"])
     if clock["overdue_fired_at"] is None:
         values["status"] = "warning" if clock["warning_fired_at"] is not None else "on_time"
@@ -958,71 +570,7 @@ def _reschedule(
     return plan
 
 
-def remind(case_id: int, *, rt: Runtime, actor: str, note: str, expected_version: int | None = None) -> None:
-    """催办: nudge the current handlers; logged and notified like a rung (no routing change)."""
-    _by_hand(
-        case_id,
-        rt=rt,
-        actor=actor,
-        note=note,
-        action="case.reminder",
-        message=None,
-        expected_version=expected_version,
-    )
-
-
-def supervise(
-    case_id: int, *, rt: Runtime, actor: str, note: str, expected_version: int | None = None
-) -> None:
-    """督办: formal escalation by a supervisor — raises priority, notifies up the chain, and sends the
-    BPMN message ``sla_supervise`` to the open tasks' boundaries (the diagram decides the rest)."""
-    _by_hand(
-        case_id,
-        rt=rt,
-        actor=actor,
-        note=note,
-        action="case.supervision",
-        message="sla_supervise",
-        expected_version=expected_version,
-    )
-
-
-def _by_hand(
-    case_id: int,
-    *,
-    rt: Runtime,
-    actor: str,
-    note: str,
-    action: str,
-    message: str | None,
-    expected_version: int | None,
-) -> None:
-    note = _reason(note)
-    with step(rt, case_id, expected_version=expected_version) as current:
-        clocks = _case_clocks(current.conn, case_id, "running")
-        for clock in clocks:
-            rung = "supervise" if message else "warning"
-            if message and clock["task_id"]:
-                current.instance.send_message(
-                    message, {"by": actor, "note": note}, rt.clock, for_task=clock["task_id"]
-                )
-            _notify(current, clock, action, rung, {"by": actor, "note": note})
-        if message:
-            current.case_values["priority"] = "urgent"
-        from engine.projection import refresh
-
-        refresh(current, actor=actor)
-        audit.record(
-            current.conn,
-            action,
-            at=current.now,
-            actor_id=actor,
-            case_id=case_id,
-            after={"note": note, "clocks": [c["task_spec"] for c in clocks]},
-        )
-
-
-def _reason(text: str) -> str:
+def require_reason(text: str) -> str:
     text = (text or "").strip()
     if not text or len(text) > 500:
         raise InvalidInput(
@@ -1070,7 +618,7 @@ def case_clocks(case_id: int, *, rt: Runtime) -> list[ClockView]:
             select(sla_clock).where(sla_clock.c.case_id == case_id).order_by(sla_clock.c.id)
         ).all()
     now = rt.now()
-    return [_view(_clock(r), rt.calendar, now) for r in rows]
+    return [_view(as_clock(r), rt.calendar, now) for r in rows]
 
 
 def _view(m: ClockRow, calendar: WorkCalendar, now: datetime) -> ClockView:
@@ -1196,7 +744,7 @@ def recompute_provisional(*, rt: Runtime) -> int:
             for clock in current.conn.execute(
                 select(sla_clock).where(sla_clock.c.case_id == case_id, sla_clock.c.provisional.is_(True))
             ):
-                m = _clock(clock)
+                m = as_clock(clock)
                 plan = _reschedule(
                     current,
                     m,
@@ -1212,8 +760,8 @@ def recompute_provisional(*, rt: Runtime) -> int:
                     actor_id="system",
                     case_id=case_id,
                     task_id=m["task_id"],
-                    before={"due_at": _iso(m["due_at"])},
-                    after={"due_at": _iso(plan.due_at), "provisional": plan.provisional},
+                    before={"due_at": iso(m["due_at"])},
+                    after={"due_at": iso(plan.due_at), "provisional": plan.provisional},
                 )
     return changed
 
@@ -1224,7 +772,7 @@ def provisional_clocks(*, rt: Runtime) -> list[ClockView]:
         rows = conn.execute(
             select(sla_clock).where(sla_clock.c.provisional.is_(True), sla_clock.c.state != "stopped")
         ).all()
-    return [_view(_clock(r), rt.calendar, rt.now()) for r in rows]
+    return [_view(as_clock(r), rt.calendar, rt.now()) for r in rows]
 
 
 def overdue_cases(*, rt: Runtime, limit: int = 200) -> list[tuple[int, str, datetime]]:

@@ -2,9 +2,9 @@
 (supervise), a supervisor's direct 延期 (extension), a case's clocks explained, the overdue and
 provisional lists of the caller's area, and the caller's own in-app notifications.
 
-Owns no table. The steps are ``engine.sla`` (locked, audited, notified); this module decides *who* may
-call them, through ``engine.access``, before the step runs. Reads ``case``, ``sla_clock`` and
-``human_task`` for the lists. Must not import flask, api or celery.
+Owns no table. The steps are ``engine.sla`` and ``engine.escalation`` (locked, audited, notified); this
+module decides *who* may call them, through ``engine.access``, before the step runs. Reads ``case``,
+``sla_clock`` and ``human_task`` for the lists. Must not import flask, api or celery.
 
 Who may do what, on a case of the area (the case's grid lies in the subtree of the grant's unit):
 
@@ -37,7 +37,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from engine import access, notify, orgs, search, sla
+from engine import access, escalation, notify, orgs, search, sla
 from engine.errors import Conflict, InvalidInput, PermissionDenied
 from engine.runtime import Runtime
 from engine.store.models import case, human_task, sla_clock
@@ -195,7 +195,7 @@ def resume(
 def remind(who: access.Principal, case_id: int, *, rt: Runtime, note: str) -> CaseSla:
     """催办: nudge the current handlers (street, supervisor or command centre of the area)."""
     _acting_case(rt, who, case_id, REMIND_ROLES, "sla.remind_forbidden", "remind its handlers")
-    sla.remind(case_id, rt=rt, actor=who.person_id, note=note)
+    escalation.remind(case_id, rt=rt, actor=who.person_id, note=note)
     return case_sla(who, case_id, rt=rt)
 
 
@@ -203,7 +203,7 @@ def supervise(who: access.Principal, case_id: int, *, rt: Runtime, note: str) ->
     """督办: formal supervision — priority urgent, notifications up the chain, ``sla_supervise`` to the
     workflow (supervisor or command centre of the area)."""
     _acting_case(rt, who, case_id, SUPERVISE_ROLES, "sla.supervise_forbidden", "supervise it")
-    sla.supervise(case_id, rt=rt, actor=who.person_id, note=note)
+    escalation.supervise(case_id, rt=rt, actor=who.person_id, note=note)
     return case_sla(who, case_id, rt=rt)
 
 

@@ -98,7 +98,7 @@ def fire_case(case_id: int, *, rt: Runtime) -> bool:
 def fire_due(*, rt: Runtime, limit: int = BATCH) -> FireReport:
     """Fire everything that has come: BPMN timers case by case, then SLA rungs (engine.sla)."""
     report = fire_due_timers(rt=rt, limit=limit)
-    from engine.sla import fire_due_rungs
+    from engine.escalation import fire_due_rungs
 
     rungs = fire_due_rungs(rt=rt, limit=limit)
     report.rungs = len(rungs.fired)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, select, union_all
 
-from engine import sla, timers
+from engine import escalation, timers
 from engine.errors import EngineError
 from engine.notify import CompositeNotifier, InAppNotifier, WebhookNotifier, drain_outbox
 from engine.ports import JobPublisher, Notifier
@@ -106,7 +106,7 @@ def fire_case_due(case_id: int, *, rt: Runtime) -> str:
 def fire_cases_due(case_ids: Sequence[int], *, rt: Runtime) -> dict[int, str]:
     """Fire what is due on these cases (one ``gridcase.fire_cases`` message): their SLA rungs first, the
     ones no boundary catches set-based in one transaction, the others each in its case's own step
-    (``engine.sla.fire_due_rungs``); then each case's due BPMN timers in its own step
+    (``engine.escalation.fire_due_rungs``); then each case's due BPMN timers in its own step
     (``engine.timers.fire_case``). An outcome for every case asked about.
 
     A failing case is logged and marked an incident (as ``engine.timers.fire_due`` does), so it is not
@@ -117,7 +117,7 @@ def fire_cases_due(case_ids: Sequence[int], *, rt: Runtime) -> dict[int, str]:
     outcomes: dict[int, str] = {}
     if not due:
         return {cid: "idle" for cid in case_ids}
-    rungs = sla.fire_due_rungs(rt=rt, case_ids=sorted(due))
+    rungs = escalation.fire_due_rungs(rt=rt, case_ids=sorted(due))
     for case_id in rungs.cases:
         outcomes[case_id] = "fired"
     for case_id, code in rungs.failed.items():

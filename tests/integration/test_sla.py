@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, func, select
 
-from engine import cases, projection, sla, tasks
+from engine import cases, escalation, projection, sla, tasks
 from engine.calendar import WorkCalendar
 from engine.clock import SHANGHAI, FixedClock
 from engine.errors import Conflict, InvalidInput
@@ -71,13 +71,13 @@ def test_each_rung_fires_exactly_once_and_the_bpmn_boundary_routes_the_overdue_s
 ) -> None:
     started = start(slaed)
     clock.set(sh("2025-03-03T10:00:01"))
-    assert [rung for _, rung in sla.fire_due_rungs(rt=slaed).fired] == ["warning"]
-    assert sla.fire_due_rungs(rt=slaed).fired == []  # nothing twice
+    assert [rung for _, rung in escalation.fire_due_rungs(rt=slaed).fired] == ["warning"]
+    assert escalation.fire_due_rungs(rt=slaed).fired == []  # nothing twice
     assert sla.case_clocks(started.id, rt=slaed)[0].status == "warning"
 
     clock.set(sh("2025-03-03T11:00:01"))
-    assert [rung for _, rung in sla.fire_due_rungs(rt=slaed).fired] == ["overdue"]
-    assert sla.fire_due_rungs(rt=slaed).fired == []
+    assert [rung for _, rung in escalation.fire_due_rungs(rt=slaed).fired] == ["overdue"]
+    assert escalation.fire_due_rungs(rt=slaed).fired == []
     assert set(ready(slaed, started.id)) == {"escalated"}  # sla_overdue boundary → community
     [handle_clock] = sla.case_clocks(started.id, rt=slaed)
     assert handle_clock.state == "stopped" and handle_clock.status == "overdue"
@@ -97,7 +97,7 @@ def test_a_rung_of_a_completed_step_does_not_fire(slaed: Runtime, clock: FixedCl
         ready(slaed, started.id)["handle"].id, rt=slaed, actor="gw_g1", data={"action": "done"}
     )
     clock.set(sh("2025-03-10T12:00"))
-    assert sla.fire_due_rungs(rt=slaed).fired == []
+    assert escalation.fire_due_rungs(rt=slaed).fired == []
     [stopped] = sla.case_clocks(started.id, rt=slaed)
     assert (stopped.state, stopped.status, stopped.consumed_seconds) == ("stopped", "on_time", 0)
 
@@ -109,7 +109,7 @@ def test_suspending_stops_the_clock_and_resuming_moves_the_deadline_by_the_pause
     clock.set(sh("2025-03-03T09:30"))
     assert sla.suspend_case(started.id, rt=slaed, actor="supervisor_s1", reason="等待司法鉴定") == 1
     clock.set(sh("2025-03-04T09:30"))  # a whole working day later
-    assert sla.fire_due_rungs(rt=slaed).fired == []  # a suspended step's rungs do not fire
+    assert escalation.fire_due_rungs(rt=slaed).fired == []  # a suspended step's rungs do not fire
     with pytest.raises(Conflict) as refused:
         tasks.complete_task(
             ready(slaed, started.id)["handle"].id, rt=slaed, actor="gw_g1", data={"action": "done"}
@@ -186,8 +186,8 @@ def test_a_deadline_in_an_uncovered_year_is_provisional_then_recomputed_when_its
 
 def test_reminders_and_supervision_by_hand_are_logged_and_notified(slaed: Runtime) -> None:
     started = start(slaed)
-    sla.remind(started.id, rt=slaed, actor="street_s1", note="请尽快处理")
-    sla.supervise(started.id, rt=slaed, actor="supervisor_d", note="群众多次反映")
+    escalation.remind(started.id, rt=slaed, actor="street_s1", note="请尽快处理")
+    escalation.supervise(started.id, rt=slaed, actor="supervisor_d", note="群众多次反映")
     assert audit_count(slaed, started.id, "case.reminder") == 1
     assert audit_count(slaed, started.id, "case.supervision") == 1
     assert cases.get_case(started.id, rt=slaed).priority == "urgent"
@@ -197,7 +197,7 @@ def test_reminders_and_supervision_by_hand_are_logged_and_notified(slaed: Runtim
         ]
     assert payloads and all(p["note"] == "请尽快处理" and p["by"] == "street_s1" for p in payloads)
     with pytest.raises(InvalidInput):
-        sla.remind(started.id, rt=slaed, actor="street_s1", note="  ")
+        escalation.remind(started.id, rt=slaed, actor="street_s1", note="  ")
     with pytest.raises(Conflict) as not_suspended:
         sla.resume_case(started.id, rt=slaed, actor="supervisor_s1")
     assert not_suspended.value.code == "case.not_suspended"
@@ -232,15 +232,17 @@ def test_a_scheduler_killed_mid_batch_loses_nothing_and_doubles_nothing(
 
     monkeypatch.setattr(projection, "enqueue_many", dies_in_second_batch)
     with pytest.raises(KeyboardInterrupt):
-        sla.fire_due_rungs(rt=slaed, limit=1)
+        escalation.fire_due_rungs(rt=slaed, limit=1)
     assert (audit_count(slaed, first.id, "sla.warning"), audit_count(slaed, second.id, "sla.warning")) == (
         1,
         0,
     )
     monkeypatch.setattr(projection, "enqueue_many", real)
     restarted = Runtime(db=slaed.db, clock=clock)
-    assert [rung for _, rung in sla.fire_due_rungs(rt=restarted).fired] == ["warning"]  # only the second
-    assert sla.fire_due_rungs(rt=restarted).fired == []
+    assert [rung for _, rung in escalation.fire_due_rungs(rt=restarted).fired] == [
+        "warning"
+    ]  # only the second
+    assert escalation.fire_due_rungs(rt=restarted).fired == []
     assert audit_count(slaed, first.id, "sla.warning") == 1
     assert audit_count(slaed, second.id, "sla.warning") == 1
     assert [c.status for c in sla.case_clocks(second.id, rt=slaed)] == ["warning"]
@@ -256,9 +258,9 @@ def test_a_scheduler_killed_between_two_case_steps_loses_nothing_and_doubles_not
     """An overdue rung the diagram catches runs in the case's own step."""
     first, second = start(slaed), start(slaed)
     clock.set(sh("2025-03-03T10:00:01"))
-    assert len(sla.fire_due_rungs(rt=slaed).fired) == 2  # the warnings, set-based
+    assert len(escalation.fire_due_rungs(rt=slaed).fired) == 2  # the warnings, set-based
     clock.set(sh("2025-03-03T11:00:01"))
-    real = sla.fire_rungs_of_case
+    real = escalation.fire_rungs_of_case
     calls: list[int] = []
 
     def dies_on_second(case_id: int, *, rt: Runtime) -> list[tuple[int, str]]:
@@ -267,12 +269,14 @@ def test_a_scheduler_killed_between_two_case_steps_loses_nothing_and_doubles_not
             raise KeyboardInterrupt  # the process is killed here
         return real(case_id, rt=rt)
 
-    monkeypatch.setattr(sla, "fire_rungs_of_case", dies_on_second)
+    monkeypatch.setattr(escalation, "fire_rungs_of_case", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
-        sla.fire_due_rungs(rt=slaed)
-    monkeypatch.setattr(sla, "fire_rungs_of_case", real)
+        escalation.fire_due_rungs(rt=slaed)
+    monkeypatch.setattr(escalation, "fire_rungs_of_case", real)
     restarted = Runtime(db=slaed.db, clock=clock)
-    assert [rung for _, rung in sla.fire_due_rungs(rt=restarted).fired] == ["overdue"]  # only the second
+    assert [rung for _, rung in escalation.fire_due_rungs(rt=restarted).fired] == [
+        "overdue"
+    ]  # only the second
     assert audit_count(slaed, first.id, "sla.overdue") == 1
     assert audit_count(slaed, second.id, "sla.overdue") == 1
     assert calls == [first.id, second.id]
@@ -285,11 +289,11 @@ def test_set_based_firing_writes_what_a_step_would(slaed: Runtime, clock: FixedC
     started = start(slaed)
     version = cases.get_case(started.id, rt=slaed).version
     clock.set(sh("2025-03-03T10:00:01"))
-    batch = sla.fire_rung_batch(slaed)
+    batch = escalation.fire_rung_batch(slaed)
     assert [rung for _, rung in batch.fired] == ["warning"] and batch.stepwise == []
     assert cases.get_case(started.id, rt=slaed).version == version + 1
     clock.set(sh("2025-03-03T11:00:01"))
-    batch = sla.fire_rung_batch(slaed)
+    batch = escalation.fire_rung_batch(slaed)
     assert batch.fired == [] and batch.stepwise == [started.id]  # handle_overdue catches sla_overdue
     assert audit_count(slaed, started.id, "sla.overdue") == 0
 
@@ -336,9 +340,9 @@ def test_a_case_whose_rungs_fail_is_marked_an_incident_unless_the_database_was_o
     others fire; a case refused only because the database stayed busy is left for the next round."""
     broken, busy, fine = start(slaed), start(slaed), start(slaed)
     clock.set(sh("2025-03-03T10:00:01"))
-    assert len(sla.fire_due_rungs(rt=slaed).fired) == 3  # the warnings
+    assert len(escalation.fire_due_rungs(rt=slaed).fired) == 3  # the warnings
     clock.set(sh("2025-03-03T11:00:01"))
-    real = sla.fire_rungs_of_case
+    real = escalation.fire_rungs_of_case
 
     def failing(case_id: int, *, rt: Runtime) -> list[tuple[int, str]]:
         if case_id == broken.id:
@@ -347,12 +351,12 @@ def test_a_case_whose_rungs_fail_is_marked_an_incident_unless_the_database_was_o
             raise Conflict("store.busy", "another writer held the database")
         return real(case_id, rt=rt)
 
-    monkeypatch.setattr(sla, "fire_rungs_of_case", failing)
-    report = sla.fire_due_rungs(rt=slaed)
+    monkeypatch.setattr(escalation, "fire_rungs_of_case", failing)
+    report = escalation.fire_due_rungs(rt=slaed)
     assert report.failed == {broken.id: "case.engine_error", busy.id: "store.busy"}
     assert report.cases == {fine.id}
     assert cases.get_case(broken.id, rt=slaed).status == "incident"
     assert cases.get_case(busy.id, rt=slaed).status == "open"
-    monkeypatch.setattr(sla, "fire_rungs_of_case", real)
-    assert [rung for _, rung in sla.fire_due_rungs(rt=slaed).fired] == ["overdue"]  # the busy one, now
+    monkeypatch.setattr(escalation, "fire_rungs_of_case", real)
+    assert [rung for _, rung in escalation.fire_due_rungs(rt=slaed).fired] == ["overdue"]  # the busy one, now
     assert set(ready(slaed, busy.id)) == {"escalated"}

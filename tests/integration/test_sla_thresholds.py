@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from engine import cases, sla, tasks
+from engine import cases, escalation, sla, tasks
 from engine.clock import SHANGHAI, FixedClock
 from engine.errors import InvalidInput
 from engine.runtime import Runtime
@@ -104,10 +104,10 @@ def test_the_rungs_fire_at_the_categorys_thresholds(tiered: Runtime, clock: Fixe
     accept(tiered, ordinary.id)
     clock.set(sh("2025-03-04T09:00:01"))  # the urgent handler is at 50%, the ordinary one is not at 75%
     case_of = {clock_of(tiered, c.id, "handle").id: c.id for c in (urgent, ordinary)}  # handle clocks
-    fired = sla.fire_due_rungs(rt=tiered).fired
+    fired = escalation.fire_due_rungs(rt=tiered).fired
     assert [(case_of[c], rung) for c, rung in fired if c in case_of] == [(urgent.id, "warning")]
     clock.set(sh("2025-03-05T14:30:01"))  # urgent: overdue and supervised (4WH after the deadline)
-    fired = sla.fire_due_rungs(rt=tiered).fired
+    fired = escalation.fire_due_rungs(rt=tiered).fired
     assert [rung for c, rung in fired if case_of.get(c) == urgent.id] == ["overdue", "supervise"]
     assert cases.get_case(urgent.id, rt=tiered).priority == "urgent"
     assert clock_of(tiered, ordinary.id, "handle").status == "on_time"
