@@ -1,10 +1,13 @@
 """HTTP load benchmark: gunicorn (2 workers, threads) on a temporary SQLite database (and PostgreSQL when
 DATABASE_URL names a scratch database whose name contains "test" or "bench"), N concurrent keep-alive
 clients on loopback driving demo-process lifecycles (login, intake, work list, claim, complete × 2),
-for a bounded time. Prints completed tasks/s, p50/p99 per endpoint, and the HTTP cost of one step
+for a bounded time, with no think time (a closed loop: each client sends its next request as soon as
+the last one is answered). The clients are spread over ``--client-processes`` load-generator processes
+(threads of one Python process would queue behind its GIL and show up as server latency); all log in
+before the common start. Prints completed tasks/s, p50/p99 per endpoint, and the HTTP cost of one step
 against the service-layer cost of the same step (engine called in-process).
 
-    python bench/api_load.py [--clients 50] [--seconds 15] [--workers 2] [--threads 25]
+    python bench/api_load.py [--clients 50] [--seconds 15] [--workers 2] [--threads 25] [--client-processes 5]
 
 Last line: ``RESULT tasks_per_s=… p99_ms=… http_vs_service=…`` (SQLite figures).
 """

@@ -237,11 +237,12 @@ def fire_due_rungs(*, rt: Runtime, limit: int = 500, case_ids: Sequence[int] | N
             batch = fire_rung_batch(rt, limit=limit, case_ids=case_ids)
         except Exception:  # a bug or a bad row must not stop the other cases
             log.exception("a batch of SLA rungs failed; firing its cases one by one")
-            batch = RungBatch(stepwise=due_rung_cases(rt, rt.now(), limit=limit, case_ids=case_ids))
+            stepwise = due_rung_cases(rt, rt.now(), limit=limit, case_ids=case_ids)
+            batch = RungBatch(more=True, stepwise=stepwise)
         report.fired.extend(batch.fired)
         report.cases.update(batch.cases)
         stepwise = [c for c in batch.stepwise if c not in tried]
-        if not stepwise and not batch.fired:
+        if not stepwise and (not batch.fired or not batch.more):
             return report
         for case_id in stepwise:
             tried.add(case_id)
@@ -267,18 +268,68 @@ def _failed(rt: Runtime, report: RungReport, case_id: int, err: Exception) -> No
 
 @dataclass(slots=True)
 class RungBatch:
+    more: bool = False  # the batch was full: more may be due
     fired: list[tuple[int, str]] = field(default_factory=list)  # (clock id, rung)
     cases: list[int] = field(default_factory=list)  # cases with a rung fired
     stepwise: list[int] = field(default_factory=list)  # cases whose diagram catches a due rung
 
 
-_DUE_COLUMNS = (
-    *sla_clock.c,
-    case.c.number.label("case_number"),
-    case.c.title.label("case_title"),
-    case.c.spec_version_id.label("case_spec_version_id"),
-    case.c.version.label("case_version"),
+# The due clocks of a batch, with what firing them needs (the case's number, title, version and spec,
+# the role of the clock's task), read through prepared SQL: ``{among}`` is empty, or a case-id filter
+# whose parameter count is rounded up to a few fixed sizes so the statements stay few.
+_DUE_SQL = (
+    "SELECT k.id, k.case_id, k.task_id, k.task_spec, k.org_unit_id, k.status, k.warn_due_at, k.due_at,"
+    " k.supervise_at, k.escalate_at, k.warning_fired_at, k.overdue_fired_at, k.supervise_fired_at,"
+    " k.escalate_fired_at, c.number AS case_number, c.title AS case_title,"
+    " c.spec_version_id AS case_spec_version_id, c.version AS case_version, t.role AS task_role"
+    ' FROM sla_clock k JOIN "case" c ON c.id = k.case_id LEFT JOIN human_task t ON t.id = k.task_id'
+    " WHERE k.state = 'running' AND k.next_rung_at <= :now AND c.status = 'open'{among}"
+    " ORDER BY k.next_rung_at LIMIT :limit"
 )
+_DUE_INSTANTS = frozenset(
+    {
+        "warn_due_at",
+        "due_at",
+        "supervise_at",
+        "escalate_at",
+        "warning_fired_at",
+        "overdue_fired_at",
+        "supervise_fired_at",
+        "escalate_fired_at",
+    }
+)
+_AMONG_SIZES = (1, 8, 64, 256, 1024)
+_DUE: dict[int, fastsql.Statement] = {}
+
+
+def _due_statement(among: int) -> fastsql.Statement:
+    """The due-clock query, for all cases (``among`` 0) or for up to ``among`` named ones."""
+    found = _DUE.get(among)
+    if found is None:
+        names = ", ".join(f":c{i}" for i in range(among))
+        sql = _DUE_SQL.format(among=f" AND k.case_id IN ({names})" if among else "")
+        found = _DUE.setdefault(
+            among, fastsql.Statement(sql, instants=frozenset({"now"}), result_instants=_DUE_INSTANTS)
+        )
+    return found
+
+
+def _due_clocks(
+    conn: Connection, now: datetime, limit: int, case_ids: Sequence[int] | None
+) -> list[sla.ClockRow]:
+    if case_ids is None:
+        return fastsql.fetch_mappings(conn, _due_statement(0), {"now": now, "limit": limit})
+    rows: list[sla.ClockRow] = []
+    ids = sorted(set(case_ids))
+    while ids and len(rows) < limit:
+        size = next((n for n in _AMONG_SIZES if n >= len(ids)), _AMONG_SIZES[-1])
+        part, ids = ids[:size], ids[size:]
+        params: dict[str, object] = {"now": now, "limit": limit - len(rows)}
+        params.update({f"c{i}": part[i] if i < len(part) else -1 for i in range(size)})
+        rows += fastsql.fetch_mappings(conn, _due_statement(size), params)
+    return rows
+
+
 _BATCH_CLOCK = fastsql.Statement(
     "UPDATE sla_clock SET status = :status, next_rung_at = :next_rung_at, warning_fired_at = :warning,"
     " overdue_fired_at = :overdue, supervise_fired_at = :supervise, escalate_fired_at = :escalate"
@@ -304,16 +355,10 @@ def fire_rung_batch(rt: Runtime, *, limit: int = 500, case_ids: Sequence[int] | 
     batch = RungBatch()
     with rt.db.write() as conn:
         now = rt.now()
-        due = (
-            select(*_DUE_COLUMNS)
-            .join(case, case.c.id == sla_clock.c.case_id)
-            .where(sla_clock.c.state == "running", sla_clock.c.next_rung_at <= now, case.c.status == "open")
-        )
-        if case_ids is not None:
-            due = due.where(sla_clock.c.case_id.in_(list(case_ids)))
-        rows = conn.execute(due.order_by(sla_clock.c.next_rung_at).limit(limit)).all()
+        rows = _due_clocks(conn, now, limit, case_ids)
+        batch.more = len(rows) >= limit
         if rows and conn.dialect.name == "postgresql":
-            wanted = sorted({int(r.case_id) for r in rows})
+            wanted = sorted({int(str(r["case_id"])) for r in rows})
             locked = list(
                 conn.execute(
                     select(case.c.id)
@@ -322,8 +367,8 @@ def fire_rung_batch(rt: Runtime, *, limit: int = 500, case_ids: Sequence[int] | 
                     .with_for_update(skip_locked=True)
                 ).scalars()
             )
-            rows = conn.execute(due.where(sla_clock.c.case_id.in_(locked))).all() if locked else []
-        plan = _plan_batch(rt, conn, [dict(r._mapping) for r in rows], now)
+            rows = _due_clocks(conn, now, limit, locked) if locked else []  # re-read under the locks
+        plan = _plan_batch(rt, conn, rows, now)
         batch.stepwise = plan.stepwise
         if plan.clocks:
             fastsql.execute(conn, _BATCH_CLOCK, plan.clocks)
@@ -366,7 +411,6 @@ def _plan_batch(rt: Runtime, conn: Connection, rows: list[sla.ClockRow], now: da
         else:
             firing.append((clock, rungs))
     plan.stepwise = sorted(stepwise)
-    roles = _task_roles(conn, [str(c["task_id"]) for c, _ in firing if c["task_id"]])
     above: dict[str, list[orgs.UnitRow]] = {}
     urgent: dict[int, bool] = {}
     for clock, rungs in firing:
@@ -389,7 +433,8 @@ def _plan_batch(rt: Runtime, conn: Connection, rows: list[sla.ClockRow], now: da
             )
             status = _STATUS_AFTER[rung]
             payload = _rung_payload(clock, rung, str(clock["case_number"]), clock["case_title"])
-            for role, target in _targets(conn, clock, rung, roles.get(str(clock["task_id"])), above):
+            task_role = str(clock["task_role"]) if clock["task_role"] else None
+            for role, target in _targets(conn, clock, rung, task_role, above):
                 plan.outbox.append(
                     {
                         "created_at": now,

@@ -58,7 +58,8 @@ def execute(
         if isinstance(params, Mapping):
             cursor.execute(sql, _adapt(statement, params, is_pg))
         else:
-            cursor.executemany(sql, [_adapt(statement, p, is_pg) for p in params])
+            memo: dict[datetime, object] = {}  # a batch repeats its instants (``now``) many times
+            cursor.executemany(sql, [_adapt(statement, p, is_pg, memo) for p in params])
         return int(cursor.rowcount)
     finally:
         cursor.close()
@@ -106,15 +107,25 @@ def fetch_mappings(
     return out
 
 
-def _adapt(statement: Statement, params: Mapping[str, object], is_pg: bool) -> dict[str, object]:
+def _adapt(
+    statement: Statement,
+    params: Mapping[str, object],
+    is_pg: bool,
+    memo: dict[datetime, object] | None = None,
+) -> dict[str, object]:
     out = dict(params)
     for name in statement.instants:
         value = out.get(name)
         if isinstance(value, datetime):
+            if memo is not None and value in memo:
+                out[name] = memo[value]
+                continue
             if value.tzinfo is None:
                 raise ValueError(f"naive datetime for {name}")
             naive = value.astimezone(UTC).replace(tzinfo=None)
             out[name] = naive if is_pg else naive.strftime(_SQLITE_INSTANT)
+            if memo is not None:
+                memo[value] = out[name]
     for name in statement.json:
         value = out.get(name)
         if value is not None:

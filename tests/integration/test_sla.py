@@ -360,3 +360,17 @@ def test_a_case_whose_rungs_fail_is_marked_an_incident_unless_the_database_was_o
     monkeypatch.setattr(escalation, "fire_rungs_of_case", real)
     assert [rung for _, rung in escalation.fire_due_rungs(rt=slaed).fired] == ["overdue"]  # the busy one, now
     assert set(ready(slaed, busy.id)) == {"escalated"}
+
+
+def test_firing_can_be_limited_to_named_cases_however_many_are_named(
+    slaed: Runtime, clock: FixedClock
+) -> None:
+    """A worker message names the cases it fires; the names go to the database in fixed-size groups,
+    padded, so a list of any length (here over the largest group) finds exactly those cases."""
+    first, second, third = start(slaed), start(slaed), start(slaed)
+    clock.set(sh("2025-03-03T10:00:01"))
+    assert escalation.fire_due_rungs(rt=slaed, case_ids=[second.id]).cases == {second.id}
+    many = [*range(10_000, 11_500), third.id, second.id]
+    assert escalation.fire_due_rungs(rt=slaed, case_ids=many).cases == {third.id}
+    assert escalation.fire_due_rungs(rt=slaed).cases == {first.id}
+    assert escalation.fire_due_rungs(rt=slaed).fired == []
