@@ -11,7 +11,7 @@ Owns the worker's configuration, all read from the environment:
   ``GRIDCASE_DRAIN_EVERY_S`` (default 3): beat periods.
 - ``GRIDCASE_FIRE_LEASE_S`` (default 60): how long a published "fire this case" stands before the same
   due case is published again (a lost message is recovered after at most this long).
-- ``GRIDCASE_FIRE_CHUNK`` (default 200): due cases per ``gridcase.fire_cases`` message (their rungs
+- ``GRIDCASE_FIRE_CHUNK`` (default 500): due cases per ``gridcase.fire_cases`` message (their rungs
   fire set-based in one transaction, so bigger messages fire faster; smaller ones spread wider).
 - ``GRIDCASE_WEBHOOK_URL``: when set, notifications also go to this webhook (besides in-app).
 - ``GRIDCASE_CLOCK_OFFSET_S`` (default 0): shifts the worker's clock by that many seconds. It exists for
@@ -38,7 +38,7 @@ QUEUE = os.environ.get("GRIDCASE_QUEUE", "gridcase")
 FIRE_DUE_EVERY_S = float(os.environ.get("GRIDCASE_FIRE_DUE_EVERY_S", "1"))
 DRAIN_EVERY_S = float(os.environ.get("GRIDCASE_DRAIN_EVERY_S", "3"))
 FIRE_LEASE_S = int(float(os.environ.get("GRIDCASE_FIRE_LEASE_S", "60")))
-FIRE_CHUNK = int(os.environ.get("GRIDCASE_FIRE_CHUNK", "200"))
+FIRE_CHUNK = int(os.environ.get("GRIDCASE_FIRE_CHUNK", "500"))
 
 celery_app = Celery("gridcase", broker=REDIS_URL, include=["engine.worker.tasks"])
 celery_app.conf.update(

@@ -99,7 +99,7 @@ def fire_due_round(
 
 def fire_case_due(case_id: int, *, rt: Runtime) -> str:
     """Fire what is due on one case: ``fired``, ``idle`` (nothing due any more: a duplicate or late
-    message, answered without a lock or a workflow load) or ``failed:<code>``."""
+    message, answered without loading the workflow) or ``failed:<code>``."""
     return fire_cases_due([case_id], rt=rt)[case_id]
 
 
@@ -112,20 +112,15 @@ def fire_cases_due(case_ids: Sequence[int], *, rt: Runtime) -> dict[int, str]:
     A failing case is logged and marked an incident (as ``engine.timers.fire_due`` does), so it is not
     tried again on every tick.
     """
-    with rt.db.read() as conn:
-        due = {cid for cid, _ in due_work(conn, rt.now(), case_ids=case_ids)}
+    asked = sorted(set(case_ids))
     outcomes: dict[int, str] = {}
-    if not due:
-        return {cid: "idle" for cid in case_ids}
-    rungs = escalation.fire_due_rungs(rt=rt, case_ids=sorted(due))
+    rungs = escalation.fire_due_rungs(rt=rt, case_ids=asked)  # nothing due: one indexed read
     for case_id in rungs.cases:
         outcomes[case_id] = "fired"
     for case_id, code in rungs.failed.items():
         outcomes[case_id] = f"failed:{code}"
     with rt.db.read() as conn:
-        timer_due = [
-            cid for cid in timers.due_cases_among(conn, rt.now(), sorted(due)) if cid not in rungs.failed
-        ]
+        timer_due = [cid for cid in timers.due_cases_among(conn, rt.now(), asked) if cid not in rungs.failed]
     for case_id in timer_due:
         try:
             if timers.fire_case(case_id, rt=rt):
