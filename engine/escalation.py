@@ -275,16 +275,27 @@ class RungBatch:
 
 
 # The due clocks of a batch, with what firing them needs (the case's number, title, version and spec,
-# the role of the clock's task), read through prepared SQL: ``{among}`` is empty, or a case-id filter
-# whose parameter count is rounded up to a few fixed sizes so the statements stay few.
-_DUE_SQL = (
+# the role of the clock's task), read through prepared SQL: all cases, earliest first (the index on
+# sla_clock (state, next_rung_at)); or the cases a worker message names, looked up case by case: the
+# CROSS JOIN keeps SQLite's planner on the named cases and the wrapped state/next_rung_at terms keep it
+# on the clocks' case_id index (portable SQL; PostgreSQL plans it the same way). The parameter count is
+# rounded up to a few fixed sizes so the statements stay few.
+_DUE_COLUMNS_SQL = (
     "SELECT k.id, k.case_id, k.task_id, k.task_spec, k.org_unit_id, k.status, k.warn_due_at, k.due_at,"
     " k.supervise_at, k.escalate_at, k.warning_fired_at, k.overdue_fired_at, k.supervise_fired_at,"
     " k.escalate_fired_at, c.number AS case_number, c.title AS case_title,"
     " c.spec_version_id AS case_spec_version_id, c.version AS case_version, t.role AS task_role"
-    ' FROM sla_clock k JOIN "case" c ON c.id = k.case_id LEFT JOIN human_task t ON t.id = k.task_id'
-    " WHERE k.state = 'running' AND k.next_rung_at <= :now AND c.status = 'open'{among}"
+)
+_DUE_SQL = (
+    _DUE_COLUMNS_SQL
+    + ' FROM sla_clock k JOIN "case" c ON c.id = k.case_id LEFT JOIN human_task t ON t.id = k.task_id'
+    " WHERE k.state = 'running' AND k.next_rung_at <= :now AND c.status = 'open'"
     " ORDER BY k.next_rung_at LIMIT :limit"
+)
+_DUE_AMONG_SQL = (
+    _DUE_COLUMNS_SQL + ' FROM "case" c CROSS JOIN sla_clock k LEFT JOIN human_task t ON t.id = k.task_id'
+    " WHERE k.case_id = c.id AND c.id IN ({names}) AND c.status = 'open'"
+    " AND (k.state || '') = 'running' AND COALESCE(k.next_rung_at, k.next_rung_at) <= :now LIMIT :limit"
 )
 _DUE_INSTANTS = frozenset(
     {
@@ -307,7 +318,7 @@ def _due_statement(among: int) -> fastsql.Statement:
     found = _DUE.get(among)
     if found is None:
         names = ", ".join(f":c{i}" for i in range(among))
-        sql = _DUE_SQL.format(among=f" AND k.case_id IN ({names})" if among else "")
+        sql = _DUE_AMONG_SQL.format(names=names) if among else _DUE_SQL
         found = _DUE.setdefault(
             among, fastsql.Statement(sql, instants=frozenset({"now"}), result_instants=_DUE_INSTANTS)
         )

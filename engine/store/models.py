@@ -252,6 +252,7 @@ sla_clock = Table(
     # "process" or "default" (NULL on clocks started before migration 0006)
     Column("policy_sources", JSON, nullable=True),
     Index("ix_sla_clock_state_due", "state", "due_at"),
+    Index("ix_sla_clock_state_next_rung", "state", "next_rung_at"),
 )
 
 # In-app notifications (engine.notify.InAppNotifier): one row per (outbox row, recipient); ``id`` is that

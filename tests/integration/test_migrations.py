@@ -17,4 +17,4 @@ def test_migrating_to_head_gives_the_schema_of_the_models(db: Database) -> None:
 def test_migrating_twice_changes_nothing(db: Database) -> None:
     db.migrate()
     with db.engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0006"
+        assert MigrationContext.configure(conn).get_current_revision() == "0007"
