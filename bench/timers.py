@@ -43,7 +43,7 @@ of ``gridcase serve``) waits until T0, then calls ``engine.timers.fire_due`` unt
 Celery. A real worker with its beat (``celery -A engine.worker worker -B``, prefork,
 ``--celery-concurrency`` processes, default the CPU count) on the real Redis (``REDIS_URL``, default
 127.0.0.1:6379), on a queue of its own, with the default periods (``gridcase.fire_due`` every
-``GRIDCASE_FIRE_DUE_EVERY_S`` = 1 s, ``gridcase.drain_outbox`` every 3 s). The bench sends no message:
+``GRIDCASE_FIRE_DUE_EVERY_S`` = 0.5 s, ``gridcase.drain_outbox`` every 3 s). The bench sends no message:
 it waits until the worker has run beat ticks (in every pool process, or 20 s), then makes the group due
 at T0; the lag includes the beat phase (up to one period; the first tick after T0 is printed), the
 fan-out and the firing, as in production.

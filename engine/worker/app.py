@@ -7,7 +7,7 @@ Owns the worker's configuration, all read from the environment:
   notification; the next beat tick finds them again.
 - ``DATABASE_URL``: the database (as for ``gridcase``); the SQLite file under the user data dir if unset.
 - ``GRIDCASE_QUEUE`` (default ``gridcase``): the queue every task goes to.
-- ``GRIDCASE_FIRE_DUE_EVERY_S`` (default 1; a tick with nothing due costs one indexed query) and
+- ``GRIDCASE_FIRE_DUE_EVERY_S`` (default 0.5; a tick with nothing due costs one indexed query) and
   ``GRIDCASE_DRAIN_EVERY_S`` (default 3): beat periods.
 - ``GRIDCASE_FIRE_LEASE_S`` (default 60): how long a published "fire this case" stands before the same
   due case is published again (a lost message is recovered after at most this long).
@@ -35,7 +35,7 @@ from engine.store.db import Database, resolve_url
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 QUEUE = os.environ.get("GRIDCASE_QUEUE", "gridcase")
-FIRE_DUE_EVERY_S = float(os.environ.get("GRIDCASE_FIRE_DUE_EVERY_S", "1"))
+FIRE_DUE_EVERY_S = float(os.environ.get("GRIDCASE_FIRE_DUE_EVERY_S", "0.5"))
 DRAIN_EVERY_S = float(os.environ.get("GRIDCASE_DRAIN_EVERY_S", "3"))
 FIRE_LEASE_S = int(float(os.environ.get("GRIDCASE_FIRE_LEASE_S", "60")))
 FIRE_CHUNK = int(os.environ.get("GRIDCASE_FIRE_CHUNK", "500"))
