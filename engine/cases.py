@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Row, select, update
 from engine import audit, specs, spiff
 from engine.errors import InvalidInput, NotFound
 from engine.projection import refresh
-from engine.runtime import Runtime, Step, lock_case, save_instance
+from engine.runtime import CASE_ROW, Runtime, Step, lock_case, save_instance
 from engine.store import fastsql
 from engine.store.models import case
 
@@ -126,7 +126,7 @@ def start_case(
         if check is not None:
             check(conn)
         case_id, instance = open_case(conn, request, rt=rt, actor=actor, now=rt.now())
-        result = fastsql.fetch_mappings(conn, _CASE_ROW, {"case_id": case_id})[0]
+        result = fastsql.fetch_mappings(conn, CASE_ROW, {"case_id": case_id})[0]
     rt.workflows.put(case_id, 1, instance)
     if result["next_wake_at"] is not None:
         rt.woke(result["next_wake_at"])  # type: ignore[arg-type]
@@ -204,11 +204,6 @@ def open_case(
     return case_id, instance
 
 
-_CASE_ROW = fastsql.Statement(
-    'SELECT * FROM "case" WHERE id = :case_id',
-    result_json=frozenset({"data"}),
-    result_instants=frozenset({"next_wake_at", "created_at", "updated_at", "closed_at"}),
-)
 _UNIT_PATH = fastsql.Statement("SELECT path FROM org_unit WHERE id = :unit_id")
 _INSERT_CASE = fastsql.Statement(
     'INSERT INTO "case" (number, kind, process_id, spec_version_id, title, category, channel, grid_id,'

@@ -175,11 +175,12 @@ class Step:
 # Statements on the step path are built once; each call only binds values (ARCHITECTURE §2: a step's
 # own cost must stay small next to the engine's).
 _CASE_INSTANTS = frozenset({"next_wake_at", "created_at", "updated_at", "closed_at"})
-_LOCK = fastsql.Statement(
+CASE_ROW = fastsql.Statement(  # one case row by id, read as Core reads it (also outside steps)
     'SELECT * FROM "case" WHERE id = :case_id',
     result_json=frozenset({"data"}),
     result_instants=_CASE_INSTANTS,
 )
+_LOCK = CASE_ROW
 _LOCK_FOR_UPDATE = replace(_LOCK, sql=_LOCK.sql + " FOR UPDATE")
 _LOCK_BY_TASK = fastsql.Statement(
     'SELECT * FROM "case" WHERE id = (SELECT case_id FROM human_task WHERE id = :task_id)',

@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, Connection, exists, func, or_, select
 from engine import access, orgs
 from engine.audit import AuditEvent, timeline
 from engine.errors import InvalidInput, NotFound
-from engine.runtime import Runtime
+from engine.runtime import CASE_ROW, Runtime
 from engine.store import fastsql
 from engine.store.models import case, org_unit, sla_clock
 
@@ -250,11 +250,6 @@ def _sla(conn: Connection, case_id: int) -> SlaState:
 
 
 # The case file's reads, prepared (it answers every case view and every intake).
-_CASE_ROW = fastsql.Statement(
-    'SELECT * FROM "case" WHERE id = :case_id',
-    result_json=frozenset({"data"}),
-    result_instants=frozenset({"next_wake_at", "created_at", "updated_at", "closed_at"}),
-)
 _CASE_TASKS = fastsql.Statement(
     "SELECT * FROM human_task WHERE case_id = :case_id ORDER BY created_at, id",
     result_instants=frozenset({"created_at", "completed_at"}),
@@ -277,7 +272,7 @@ def case_file(who: access.Principal, case_id: int, *, rt: Runtime) -> CaseFile:
     Visibility is ``access.visible_filter``'s rule, decided on the rows read here: the reporter, an area
     grant over the case's unit, or a task grant matching one of the case's tasks."""
     with rt.db.read() as conn:
-        found = fastsql.fetch_mappings(conn, _CASE_ROW, {"case_id": case_id})
+        found = fastsql.fetch_mappings(conn, CASE_ROW, {"case_id": case_id})
         task_rows = [
             SimpleNamespace(**t) for t in fastsql.fetch_mappings(conn, _CASE_TASKS, {"case_id": case_id})
         ]

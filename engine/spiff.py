@@ -612,7 +612,7 @@ class Instance:
             self.workflow.refresh_timers()
         self.run_engine(clock)
 
-    def complete_user_task(self, task_id: str, data: Mapping[str, object], clock: Clock) -> None:
+    def _ready_user_task(self, task_id: str) -> Task:
         task = self._task(task_id)
         if task.state != TaskState.READY or not isinstance(task.task_spec, _UserTaskMixin):
             raise Conflict(
@@ -620,6 +620,10 @@ class Instance:
                 f"task {task.task_spec.bpmn_name or task.task_spec.name} is {TaskState.get_name(task.state)}",
                 {"task_id": task_id, "state": TaskState.get_name(task.state)},
             )
+        return task
+
+    def complete_user_task(self, task_id: str, data: Mapping[str, object], clock: Clock) -> None:
+        task = self._ready_user_task(task_id)
         self._ready = None
         task.data.update(data)
         with clock_context(clock):
@@ -634,13 +638,7 @@ class Instance:
     def update_task_data(self, task_id: str, values: Mapping[str, object]) -> None:
         """Set variables of a ready user task without running it (e.g. the department a reassignment
         moved it to, so later steps follow); the task is saved with the step."""
-        task = self._task(task_id)
-        if task.state != TaskState.READY or not isinstance(task.task_spec, _UserTaskMixin):
-            raise Conflict(
-                "task.not_ready",
-                f"task {task.task_spec.bpmn_name or task.task_spec.name} is {TaskState.get_name(task.state)}",
-                {"task_id": task_id, "state": TaskState.get_name(task.state)},
-            )
+        task = self._ready_user_task(task_id)
         task.data.update(values)
         self._saved.pop(task.id, None)  # its fingerprint did not change: make the next save write it
         self._ready = None
