@@ -1,8 +1,8 @@
 """改派 (reassign): who may move an open human task to another person or unit, and which targets are
 valid. The rules only; the step that applies them is ``engine.tasks.reassign_task``.
 
-Owns no table; reads ``org_unit``, ``person`` and ``membership`` on the step's connection. Must not
-import flask, api or celery.
+Owns no table; reads ``org_unit``, ``person`` and ``membership`` on the step's connection. Flask, api
+and celery must not be imported here.
 
 Who. Reassigning is an act of the level that routes or leads the work, never of the handler whose
 task it is: the caller needs a grant of ``REASSIGN_ROLES`` that *reaches* both the task's current unit
