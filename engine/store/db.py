@@ -162,27 +162,29 @@ class Database:
                 with conn.begin():
                     yield conn
             return
-        if not self._writer.acquire(timeout=WRITER_WAIT_S):
-            raise Conflict(
-                "store.busy",
-                f"another writer held the database for over {WRITER_WAIT_S:g} s; try again",
-                {"waited_s": WRITER_WAIT_S},
-            )
-        try:
-            self._depth += 1
-            if self._depth == 1 and self._lock_fd is not None:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # the kernel wakes us the moment it is free
+        # The pool hands the connection out and takes it back outside the lock: only the transaction
+        # itself is spent in the queue every writer waits in.
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{_WRITE: True})
+            if not self._writer.acquire(timeout=WRITER_WAIT_S):
+                raise Conflict(
+                    "store.busy",
+                    f"another writer held the database for over {WRITER_WAIT_S:g} s; try again",
+                    {"waited_s": WRITER_WAIT_S},
+                )
             try:
-                with self.engine.connect() as conn:
-                    conn = conn.execution_options(**{_WRITE: True})
+                self._depth += 1
+                if self._depth == 1 and self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # the kernel wakes us the moment it is free
+                try:
                     with conn.begin():
                         yield conn
+                finally:
+                    if self._depth == 1 and self._lock_fd is not None:
+                        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                    self._depth -= 1
             finally:
-                if self._depth == 1 and self._lock_fd is not None:
-                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                self._depth -= 1
-        finally:
-            self._writer.release()
+                self._writer.release()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
