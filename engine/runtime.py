@@ -8,6 +8,10 @@ audit events and outbox rows, and bump the version. Any error rolls all of it ba
 The workflow cache keeps recently stepped workflows in memory, keyed by case and version. A step takes
 the cached workflow only when its version equals the row it has just locked, so a stale copy is never
 used; an exception discards the copy.
+
+On SQLite every writer queues for one lock, so workflow work that reads nothing from the database can
+be done before the queue (``run_early``) on the cached copy; the step adopts it (``Step.adopt``) only
+if the locked row is still at the version the copy was taken at — otherwise it does the work again.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from sqlalchemy import Connection, bindparam, delete, select, update
 
 from engine import spiff
 from engine.calendar import WorkCalendar
-from engine.clock import Clock, SystemClock
+from engine.clock import Clock, FixedClock, SystemClock
 from engine.errors import Conflict, NotFound
 from engine.sandbox import Sandbox
 from engine.store import fastsql
@@ -50,7 +54,18 @@ class SpecCache:
 
     def __init__(self) -> None:
         self._entries: dict[int, SpecEntry] = {}
+        self._newest: dict[str, int] = {}  # process id -> newest version this process has started cases on
         self._lock = threading.Lock()
+
+    def saw_newest(self, process_id: str, version_id: int) -> None:
+        """``version_id`` was the newest deployed version of ``process_id`` when a case was opened."""
+        self._newest[process_id] = version_id
+
+    def newest_seen(self, process_id: str) -> SpecEntry | None:
+        """The cached entry of the version this process last opened a case of ``process_id`` on: a guess
+        at the newest version, to be checked against the database by whoever relies on it."""
+        version_id = self._newest.get(process_id)
+        return None if version_id is None else self._entries.get(version_id)
 
     def get(self, conn: Connection, version_id: int) -> SpecEntry:
         entry = self._entries.get(version_id)
@@ -162,6 +177,19 @@ class Step:
             )
         return self.loaded
 
+    def adopt(self, early: Early | None) -> bool:
+        """Use workflow work done before the lock (``run_early``) if the case is still at the version it
+        was done on, together with the instant it was done at; False when it must be done again."""
+        if (
+            early is None
+            or self.loaded is not None
+            or early.case_id != self.case_id
+            or early.version != self.case.version
+        ):
+            return False
+        self.loaded, self.now = early.instance, early.now
+        return True
+
     def wake(self, instant: datetime | None) -> None:
         """Note an instant the scheduler must wake for (told after the step commits)."""
         if instant is not None and (self.wake_at is None or instant < self.wake_at):
@@ -170,6 +198,44 @@ class Step:
     @property
     def case_id(self) -> int:
         return int(self.case.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Early:
+    """Workflow work done before the write lock on the cached workflow of a case at ``version``."""
+
+    case_id: int
+    version: int
+    now: datetime  # the instant the work was done at: the step that adopts it acts at this instant
+    instance: spiff.Instance
+
+
+_CASE_OF_TASK = fastsql.Statement(
+    'SELECT c.id, c.version FROM human_task h JOIN "case" c ON c.id = h.case_id WHERE h.id = :task_id'
+)
+
+
+def run_early(rt: Runtime, task_id: str, work: Callable[[spiff.Instance, Clock], None]) -> Early | None:
+    """Do ``work`` on the cached workflow of the task's case before taking the write lock, on SQLite
+    (where every writer waits in one queue; PostgreSQL locks only the case row). The copy is taken out
+    of the cache: nobody else uses it meanwhile. None when there is no cached copy or the work failed —
+    the step then does the work itself and reports any error as it always did."""
+    if not rt.db.is_sqlite:
+        return None
+    with rt.db.read() as conn:
+        rows = fastsql.fetch(conn, _CASE_OF_TASK, {"task_id": task_id})
+    if not rows:
+        return None
+    case_id, version = int(str(rows[0][0])), int(str(rows[0][1]))
+    instance = rt.workflows.take(case_id, version)
+    if instance is None:
+        return None
+    now = rt.now()
+    try:
+        work(instance, FixedClock(now))
+    except Exception:  # the copy is dropped: the step repeats the work and reports
+        return None
+    return Early(case_id, version, now, instance)
 
 
 # Statements on the step path are built once; each call only binds values (ARCHITECTURE §2: a step's

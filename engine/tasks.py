@@ -19,7 +19,7 @@ from engine import access, actions, audit, orgs, reassignment, sla
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from engine.forms import validate_form
 from engine.projection import enqueue, refresh, unit_variable
-from engine.runtime import Guard, Runtime, Step, step
+from engine.runtime import Guard, Runtime, Step, run_early, step
 from engine.store import fastsql
 from engine.store.models import case, human_task, membership
 
@@ -250,6 +250,11 @@ def _complete(
 ) -> TaskView:
     """One completion step: plain form data, or an action whose data the task's properties define."""
     task_id = _full_id(rt, task_id)
+    early = (
+        run_early(rt, task_id, lambda instance, clock: instance.complete_user_task(task_id, given, clock))
+        if isinstance(given, Mapping)
+        else None
+    )
     with step(rt, task_id=task_id, expected_version=expected_version, guard=guard) as current:
         task = _step_row(current, task_id)
         _check_actor(current.conn, task, actor)
@@ -264,7 +269,8 @@ def _complete(
         data, action = _form_data(current, task, schema, given)
         if form_key and schema is not None:
             validate_form(str(form_key), schema, data)
-        current.instance.complete_user_task(task_id, data, rt.clock)
+        if data is not given or not current.adopt(early):
+            current.instance.complete_user_task(task_id, data, rt.clock)
         _approve_extension(current, task, data, actor)
         change = refresh(current, completed_task=task_id, actor=actor)
         after: dict[str, object] = {

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from engine import cases, tasks, timers
+from engine import cases, runtime, spiff, tasks, timers
 from engine.audit import timeline
-from engine.clock import FixedClock
+from engine.clock import Clock, FixedClock
 from engine.errors import Conflict, InvalidInput, PermissionDenied, ScriptError
 from engine.runtime import Runtime, SpecCache
 from engine.store.db import Database
@@ -115,6 +116,62 @@ def test_invalid_form_data_gives_field_errors_and_leaves_the_case_unchanged(rt: 
         tasks.complete_task(handle.id, rt=rt, actor="gw_g1", data={})
     assert missing.value.details["fields"] == {"result": "此项必填 (required)"}
     assert snapshot(rt.db, started.id) == before
+
+
+def test_work_done_before_the_write_lock_is_used_only_while_the_case_stands_still(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite a completion runs the workflow on the cached copy before it queues for the write lock
+    (``runtime.run_early``); the step adopts that work only if the case is still at the same version."""
+    if not rt.db.is_sqlite:
+        pytest.skip("PostgreSQL locks only the case row: a step does no workflow work before its lock")
+    runs: list[str] = []
+    real_complete = spiff.Instance.complete_user_task
+
+    def counted(self: spiff.Instance, task_id: str, data: Mapping[str, object], clock: Clock) -> None:
+        runs.append(task_id)
+        real_complete(self, task_id, data, clock)
+
+    monkeypatch.setattr(spiff.Instance, "complete_user_task", counted)
+    started = start_demo(rt)
+    [handle] = ready(rt, started.id)
+    tasks.complete_task(handle.id, rt=rt, actor="gw_g1", data={"result": "ok"}, expected_version=1)
+    assert runs == [handle.id]  # done once, before the lock, and adopted
+
+    # Someone else moves the case between the early work and the lock: the work is done again.
+    [verify] = ready(rt, started.id)
+    real_early = runtime.run_early
+
+    def overtaken(own: Runtime, task_id: str, work: Callable[..., None]) -> runtime.Early | None:
+        early = real_early(own, task_id, work)
+        assert early is not None and early.version == 2
+        tasks.claim_task(verify.id, rt=own, actor="community_c1")  # version 3
+        return early
+
+    monkeypatch.setattr(tasks, "run_early", overtaken)
+    runs.clear()
+    tasks.complete_task(verify.id, rt=rt, actor="community_c1", data={"verify_result": "fail"})
+    assert runs == [verify.id, verify.id]
+    [again] = ready(rt, started.id)
+    assert again.task_spec == "handle" and cases.get_case(started.id, rt=rt).version == 4
+
+
+def test_an_invalid_completion_leaves_no_half_run_workflow_behind(rt: Runtime) -> None:
+    """Form data is validated inside the step; a workflow already run with bad data before the lock
+    is dropped, so the corrected completion runs on the saved state."""
+    started = start_demo(rt)
+    [handle] = ready(rt, started.id)
+    with pytest.raises(InvalidInput):
+        tasks.complete_task(handle.id, rt=rt, actor="gw_g1", data={"result": 5})
+    tasks.complete_task(handle.id, rt=rt, actor="gw_g1", data={"result": "已清理"}, expected_version=1)
+    [verify] = ready(rt, started.id)
+    assert verify.task_spec == "verify"
+    fresh = Runtime(db=rt.db, clock=rt.clock)  # nothing cached: the saved state itself
+    tasks.complete_task(verify.id, rt=fresh, actor="community_c1", data={"verify_result": "pass"})
+    assert cases.get_case(started.id, rt=fresh).status == "completed"
+    with rt.db.read() as conn:
+        completed = [e.after for e in timeline(conn, started.id) if e.action == "task.completed"]
+    assert completed[0]["data"] == {"result": "已清理"}  # type: ignore[index]
 
 
 def test_completing_a_task_twice_or_with_a_stale_version_is_a_conflict(rt: Runtime) -> None:
