@@ -90,32 +90,56 @@ class SpecCache:
 
 
 class WorkflowCache:
-    """A bounded LRU of (case id) -> (version, Instance). Entries are taken out while a step runs."""
+    """A bounded LRU of (case id) -> (version, Instance), also found by the ids of the ready user tasks
+    it held when put. Entries are taken out while a step runs."""
 
     def __init__(self, capacity: int = 512) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[int, tuple[int, spiff.Instance]] = OrderedDict()
+        self._items: OrderedDict[int, tuple[int, spiff.Instance, tuple[str, ...]]] = OrderedDict()
+        self._by_task: dict[str, int] = {}  # ready user task id -> case id, for the entries held
         self._lock = threading.Lock()
+
+    def _drop(self, case_id: int) -> tuple[int, spiff.Instance, tuple[str, ...]] | None:
+        item = self._items.pop(case_id, None)
+        if item is not None:
+            for task_id in item[2]:
+                if self._by_task.get(task_id) == case_id:
+                    del self._by_task[task_id]
+        return item
 
     def take(self, case_id: int, version: int) -> spiff.Instance | None:
         with self._lock:
-            item = self._items.pop(case_id, None)
+            item = self._drop(case_id)
         if item is None or item[0] != version:
             return None
         return item[1]
 
+    def take_by_task(self, task_id: str) -> tuple[int, int, spiff.Instance] | None:
+        """The entry holding ready user task ``task_id``, taken out: (case id, version, workflow), at
+        whatever version it was put — the caller checks that against the database."""
+        with self._lock:
+            case_id = self._by_task.get(task_id)
+            item = None if case_id is None else self._drop(case_id)
+        if case_id is None or item is None:
+            return None
+        return case_id, item[0], item[1]
+
     def put(self, case_id: int, version: int, instance: spiff.Instance) -> None:
         if self.capacity <= 0:
             return
+        ready = tuple(t.task_id for t in instance.ready_user_tasks())
         with self._lock:
-            self._items[case_id] = (version, instance)
-            self._items.move_to_end(case_id)
+            self._drop(case_id)
+            self._items[case_id] = (version, instance, ready)
+            for task_id in ready:
+                self._by_task[task_id] = case_id
             while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+                self._drop(next(iter(self._items)))
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._by_task.clear()
 
     def bumped(self, versions: Mapping[int, int]) -> None:
         """Cases whose version moved (case id -> new version) without their workflow changing, e.g. an
@@ -124,7 +148,7 @@ class WorkflowCache:
             for case_id, new in versions.items():
                 item = self._items.get(case_id)
                 if item is not None and item[0] == new - 1:
-                    self._items[case_id] = (new, item[1])
+                    self._items[case_id] = (new, item[1], item[2])
 
 
 def default_calendar() -> WorkCalendar:
@@ -210,26 +234,18 @@ class Early:
     instance: spiff.Instance
 
 
-_CASE_OF_TASK = fastsql.Statement(
-    'SELECT c.id, c.version FROM human_task h JOIN "case" c ON c.id = h.case_id WHERE h.id = :task_id'
-)
-
-
 def run_early(rt: Runtime, task_id: str, work: Callable[[spiff.Instance, Clock], None]) -> Early | None:
-    """Do ``work`` on the cached workflow of the task's case before taking the write lock, on SQLite
-    (where every writer waits in one queue; PostgreSQL locks only the case row). The copy is taken out
-    of the cache: nobody else uses it meanwhile. None when there is no cached copy or the work failed —
-    the step then does the work itself and reports any error as it always did."""
+    """Do ``work`` on the cached workflow holding the task before taking the write lock, on SQLite
+    (where every writer waits in one queue; PostgreSQL locks only the case row). Nothing is read from
+    the database: the step checks the version when it adopts the work. The copy is taken out of the
+    cache, so nobody else uses it meanwhile. None when there is no cached copy or the work failed — the
+    step then does the work itself and reports any error as it always did."""
     if not rt.db.is_sqlite:
         return None
-    with rt.db.read() as conn:
-        rows = fastsql.fetch(conn, _CASE_OF_TASK, {"task_id": task_id})
-    if not rows:
+    found = rt.workflows.take_by_task(task_id)
+    if found is None:
         return None
-    case_id, version = int(str(rows[0][0])), int(str(rows[0][1]))
-    instance = rt.workflows.take(case_id, version)
-    if instance is None:
-        return None
+    case_id, version, instance = found
     now = rt.now()
     try:
         work(instance, FixedClock(now))
