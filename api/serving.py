@@ -1,0 +1,307 @@
+"""The gunicorn worker class gridcase is served with: ``api.serving.KeepAliveWorker``.
+
+    gunicorn -w 2 -k api.serving.KeepAliveWorker 'api.app:create_app()'
+
+One thread per worker process. Idle keep-alive connections wait in a selector; when one becomes
+readable, its next request is read, answered and logged on that same thread, then the connection goes
+back to the selector. Connections that are readable together are served in turn, one request each.
+
+Why not gunicorn's own classes:
+- ``sync`` closes the connection after every request, so each request of a mobile client or a hotline
+  system pays a TCP handshake, and a load balancer in front cannot keep connections warm.
+- ``gthread`` hands every request from its poller thread to a pool thread and the finished connection
+  back again. The two threads of one process take turns on the GIL; a poller that wakes while a
+  request runs can hold that request up to the interpreter's switch interval (5 ms), and on SQLite that
+  request may be holding the database's single write lock meanwhile.
+
+The price of one thread: a client that sends a request slowly holds its worker until it is complete or
+``READ_TIMEOUT_S`` passes (then the connection is closed). New connections are not read until they are
+readable, so an open but silent connection holds nothing. Exposed to the internet, put a buffering
+proxy (nginx) in front, as gunicorn advises for its sync worker.
+"""
+
+from __future__ import annotations
+
+import errno
+import gc
+import os
+import selectors
+import socket
+import ssl
+import time
+from datetime import datetime
+from typing import Any
+
+from gunicorn import http, util
+from gunicorn.http import wsgi
+from gunicorn.workers import base
+
+READ_TIMEOUT_S = 5.0  # the longest one request's remaining bytes may take once it has started arriving
+DRAIN_TIMEOUT_S = 2.0  # reading past a request body the app left unread, before the next request
+
+
+class Connection:
+    """One client connection: its socket, peer, parser (which buffers across keep-alive requests) and
+    the instant its keep-alive expires."""
+
+    __slots__ = ("addr", "expires", "parser", "server", "sock")
+
+    def __init__(self, sock: socket.socket, addr: Any, server: Any) -> None:
+        self.sock, self.addr, self.server = sock, addr, server
+        self.parser: Any = None
+        self.expires = 0.0
+
+    def buffered(self) -> bool:
+        """Bytes of a next (pipelined) request already read off the socket."""
+        return bool(self.parser is not None and self.parser.unreader.buf.getvalue())
+
+    def close(self) -> None:
+        util.close_graceful(self.sock)
+
+
+class Coalesced:
+    """Stands in for the socket a response writes to: the status line with headers and the body go
+    out in one ``sendall`` (gunicorn sends them separately, two loopback segments and two wake-ups of
+    the client for every small JSON answer). Past ``FLUSH_AT`` bytes, or for anything but ``sendall``
+    (a file sent with ``sendfile``), what is held goes out first and the real socket takes over."""
+
+    FLUSH_AT = 64 * 1024
+
+    __slots__ = ("held", "sent", "size", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.held: list[bytes] = []
+        self.size = 0
+        self.sent = False  # whether anything reached the real socket
+
+    def discard(self) -> None:
+        self.held, self.size = [], 0
+
+    def sendall(self, data: bytes) -> None:
+        self.held.append(data)
+        self.size += len(data)
+        if self.size >= self.FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.held:
+            data = b"".join(self.held)
+            self.held, self.size = [], 0
+            self.sent = True
+            self.sock.sendall(data)
+
+    def __getattr__(self, name: str) -> Any:
+        self.flush()
+        return getattr(self.sock, name)
+
+
+class KeepAliveWorker(base.Worker):
+    """See the module docstring."""
+
+    alive: bool
+
+    def init_process(self) -> None:
+        self.selector = selectors.DefaultSelector()
+        self.idle: dict[Connection, None] = {}  # waiting for their next request, oldest expiry first
+        self.ready: list[Connection] = []  # a pipelined request already buffered
+        self.open_count = 0
+        super().init_process()
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        # Everything the app loaded at boot (Flask, schemas, parsed specs) lives as long as the
+        # worker: the cyclic collector need not scan it again. Without this a full collection under
+        # load took 50-65 ms, a pause every request queued behind (and, on SQLite, the other worker
+        # too when it came while the write lock was held).
+        gc.collect()
+        gc.freeze()
+        for listener in self.sockets:
+            listener.setblocking(False)
+            self.selector.register(listener, selectors.EVENT_READ, listener)
+        self.selector.register(self.PIPE[0], selectors.EVENT_READ, None)
+        accepting = True
+        while self.alive:
+            self.notify()
+            if accepting != (self.open_count < self.cfg.worker_connections):
+                accepting = not accepting
+                for listener in self.sockets:  # full: new connections wait in the listen backlog
+                    if accepting:
+                        self.selector.register(listener, selectors.EVENT_READ, listener)
+                    else:
+                        self.selector.unregister(listener)
+            self._turn(timeout=0.0 if self.ready else self._wait())
+            if not self.is_parent_alive():
+                break
+            self._expire(time.monotonic())
+        self._shut()
+
+    def is_parent_alive(self) -> bool:
+        if self.ppid != os.getppid():
+            self.log.info("Parent changed, shutting down: %s", self)
+            return False
+        return True
+
+    def _wait(self) -> float:
+        """Seconds to wait for events: until the oldest keep-alive expires, at most 1 s (the worker
+        reports alive to the arbiter every turn)."""
+        if self.idle:
+            first = next(iter(self.idle))
+            return max(0.0, min(1.0, first.expires - time.monotonic()))
+        return 1.0
+
+    def _turn(self, timeout: float) -> None:
+        ready, self.ready = self.ready, []
+        for key, _ in self.selector.select(timeout):
+            data = key.data
+            if data is None:  # the wake-up pipe (signals)
+                try:
+                    os.read(self.PIPE[0], 4096)
+                except OSError:
+                    pass
+            elif isinstance(data, Connection):
+                self.selector.unregister(data.sock)
+                self.idle.pop(data, None)
+                ready.append(data)
+            else:
+                self._accept(data)
+        for conn in ready:
+            self._serve(conn)
+
+    def _accept(self, listener: socket.socket) -> None:
+        """Take one new connection. One a turn, not all that wait: a worker busy answering cannot
+        accept meanwhile, so the idle worker takes the next one, and long-lived keep-alive
+        connections end up spread over the workers by how busy each is. (Taking all of them, the
+        worker that woke first took a whole burst: 40 of 50 connections, measured.)"""
+        try:
+            sock, addr = listener.accept()
+        except OSError as err:
+            if err.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED):
+                return
+            raise
+        util.close_on_exec(sock)
+        self.open_count += 1
+        self._park(Connection(sock, addr, listener.getsockname()))
+
+    def _park(self, conn: Connection) -> None:
+        """Wait for the connection's next request (or its close) in the selector."""
+        if conn.buffered():
+            self.ready.append(conn)
+            return
+        conn.sock.setblocking(False)
+        conn.expires = time.monotonic() + max(self.cfg.keepalive, 1)
+        self.idle[conn] = None
+        self.selector.register(conn.sock, selectors.EVENT_READ, conn)
+
+    def _drop(self, conn: Connection) -> None:
+        self.open_count -= 1
+        conn.close()
+
+    def _expire(self, now: float) -> None:
+        while self.idle:
+            conn = next(iter(self.idle))
+            if conn.expires > now:
+                return
+            del self.idle[conn]
+            self.selector.unregister(conn.sock)
+            self._drop(conn)
+
+    def _shut(self) -> None:
+        """Stopping: connections waiting for a request are closed; one being served has finished."""
+        for conn in list(self.idle):
+            self.selector.unregister(conn.sock)
+            self._drop(conn)
+        self.idle.clear()
+        for conn in self.ready:
+            self._drop(conn)
+        self.selector.close()
+
+    # -- one request ------------------------------------------------------------------------------
+
+    def _serve(self, conn: Connection) -> None:
+        req = None
+        keep = False
+        try:
+            conn.sock.setblocking(True)
+            conn.sock.settimeout(READ_TIMEOUT_S)
+            if conn.parser is None:
+                if self.cfg.is_ssl:
+                    conn.sock = self._wrap_ssl(conn.sock)
+                conn.parser = http.get_parser(self.cfg, conn.sock, conn.addr)
+            req = next(conn.parser)
+            keep = self._answer(req, conn) and bool(
+                conn.parser.finish_body(deadline=time.monotonic() + DRAIN_TIMEOUT_S)
+            )
+        except http.errors.NoMoreData as err:
+            self.log.debug("Ignored premature client disconnection. %s", err)
+        except StopIteration as err:
+            self.log.debug("Closing connection. %s", err)
+        except TimeoutError:
+            self.log.debug("Closing connection: the request did not arrive within %s s", READ_TIMEOUT_S)
+        except ssl.SSLError as err:
+            if err.args[0] != ssl.SSL_ERROR_EOF:
+                self.handle_error(req, conn.sock, conn.addr, err)
+        except OSError as err:
+            if err.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                self.log.exception("Socket error processing request.")
+        except Exception as err:
+            self.handle_error(req, conn.sock, conn.addr, err)
+        if keep and self.alive:
+            self._park(conn)
+        else:
+            self._drop(conn)
+
+    def _wrap_ssl(self, sock: socket.socket) -> socket.socket:
+        from gunicorn import sock as gsock
+
+        return gsock.ssl_wrap_socket(sock, self.cfg)
+
+    def _answer(self, req: Any, conn: Connection) -> bool:
+        """Run the app for one request and write its response; whether the connection may be kept."""
+        environ: dict[str, Any] = {}
+        resp = None
+        out = Coalesced(conn.sock)
+        try:
+            self.cfg.pre_request(self, req)
+            request_start = datetime.now()
+            resp, environ = wsgi.create(req, conn.sock, conn.addr, conn.server, self.cfg)
+            resp.sock = out
+            self.nr += 1
+            if self.nr >= self.max_requests:
+                if self.alive:
+                    self.log.info("Autorestarting worker after current request.")
+                    self.alive = False
+            if not self.alive or not self.cfg.keepalive:
+                resp.force_close()
+            respiter = self.wsgi(environ, resp.start_response)
+            try:
+                if isinstance(respiter, environ["wsgi.file_wrapper"]):
+                    resp.write_file(respiter)
+                else:
+                    for item in respiter:
+                        resp.write(item)
+                resp.close()
+                out.flush()
+            finally:
+                self.log.access(resp, req, environ, datetime.now() - request_start)
+                if hasattr(respiter, "close"):
+                    respiter.close()
+            return not resp.should_close()
+        except OSError:
+            raise
+        except (Exception, SystemExit):
+            if resp is not None and resp.headers_sent and out.sent:
+                # half a response went out: writing a 500 after it would corrupt the stream
+                self.log.exception("Error handling request")
+                raise StopIteration() from None
+            out.discard()  # nothing went out yet: the caller answers 500 instead
+            raise
+        finally:
+            try:
+                self.cfg.post_request(self, req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")
+
+
+__all__ = ["KeepAliveWorker"]

@@ -1,0 +1,221 @@
+"""``api.serving.KeepAliveWorker`` under a real gunicorn: keep-alive, pipelining, bodies the app left
+unread, bad requests, failing apps, silent connections, large answers, spreading connections over
+workers, and the real app behind it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from tests.conftest import REPO
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen[str], port: int, log: Path) -> None:
+        self.proc, self.port, self.log = proc, port, log
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=10)
+
+
+def _start(app: str, tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
+    log = tmp_path / "gunicorn.log"
+    command = [
+        sys.executable, "-m", "gunicorn", "-k", "api.serving.KeepAliveWorker", "--bind", "127.0.0.1:0",
+        "--error-logfile", str(log), "--log-level", "info", "--keep-alive", "30", *extra, app,
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        text = log.read_text() if log.exists() else ""
+        found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", text)
+        workers = text.count("Booting worker")
+        if found and workers >= _workers(extra):
+            server = Server(proc, int(found.group(1)), log)
+            _wait_answering(server)
+            return server
+        time.sleep(0.05)  # polling a child process's log for its start, not travelling in time
+    proc.kill()
+    raise AssertionError(f"gunicorn did not start: {log.read_text() if log.exists() else ''}")
+
+
+def _workers(extra: tuple[str, ...]) -> int:
+    return int(extra[extra.index("-w") + 1]) if "-w" in extra else 1
+
+
+def _wait_answering(server: Server) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with server.connect() as sock:
+                sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if sock.recv(12).startswith(b"HTTP/1.1"):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("gunicorn did not answer")
+
+
+def _stop(server: Server) -> str:
+    server.proc.send_signal(signal.SIGTERM)
+    code = server.proc.wait(timeout=60)
+    log = server.log.read_text()
+    assert code == 0, log
+    return log
+
+
+@pytest.fixture
+def probe(tmp_path: Path) -> Iterator[Server]:
+    server = _start("tests.fixtures.wsgi.probe:app", tmp_path)
+    try:
+        yield server
+    finally:
+        if server.proc.poll() is None:
+            _stop(server)
+
+
+def _request(method: str, path: str, body: bytes = b"", close: bool = False) -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {len(body)}\r\n"
+    if close:
+        head += "Connection: close\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+def _response(stream: IO[bytes]) -> tuple[int, dict[str, str], bytes]:
+    status = stream.readline()
+    assert status.startswith(b"HTTP/1.1 "), status
+    headers: dict[str, str] = {}
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = stream.read(int(headers.get("content-length", "0")))
+    return int(status.split()[1]), headers, body
+
+
+def test_one_connection_carries_many_requests(probe: Server) -> None:
+    with probe.connect() as sock:
+        stream = sock.makefile("rb")
+        for n in range(5):
+            sock.sendall(_request("POST", "/echo", f"n={n}".encode()))
+            status, headers, body = _response(stream)
+            assert status == 200 and body.endswith(f":n={n}".encode())
+            assert headers["connection"] == "keep-alive"
+
+
+def test_pipelined_requests_are_answered_in_order(probe: Server) -> None:
+    with probe.connect() as sock:
+        sock.sendall(_request("POST", "/echo", b"first") + _request("POST", "/echo", b"second"))
+        stream = sock.makefile("rb")
+        assert _response(stream)[2].endswith(b":first")
+        assert _response(stream)[2].endswith(b":second")
+
+
+def test_a_body_the_app_left_unread_does_not_become_the_next_request(probe: Server) -> None:
+    with probe.connect() as sock:
+        stream = sock.makefile("rb")
+        sock.sendall(_request("POST", "/ignore-body", b"GET /evil HTTP/1.1\r\n\r\n" * 100))
+        assert _response(stream)[:3:2] == (200, b"ignored")
+        sock.sendall(_request("POST", "/echo", b"next"))
+        assert _response(stream)[2].endswith(b":next")
+
+
+def test_connection_close_is_honoured(probe: Server) -> None:
+    with probe.connect() as sock:
+        stream = sock.makefile("rb")
+        sock.sendall(_request("GET", "/", close=True))
+        status, headers, _ = _response(stream)
+        assert status == 200 and headers["connection"] == "close"
+        assert stream.read() == b""  # the server closed its end
+
+
+def test_a_malformed_request_gets_400_and_the_worker_goes_on(probe: Server) -> None:
+    with probe.connect() as sock:
+        sock.sendall(b"NOT-HTTP\r\n\r\n")
+        assert sock.makefile("rb").readline().startswith(b"HTTP/1.1 400")
+    with probe.connect() as sock:
+        sock.sendall(_request("GET", "/"))
+        assert _response(sock.makefile("rb"))[0] == 200
+
+
+def test_an_app_that_fails_gets_500_and_the_worker_goes_on(probe: Server) -> None:
+    with probe.connect() as sock:
+        sock.sendall(_request("GET", "/boom"))
+        assert _response(sock.makefile("rb"))[0] == 500
+    with probe.connect() as sock:
+        sock.sendall(_request("GET", "/"))
+        assert _response(sock.makefile("rb"))[0] == 200
+
+
+def test_a_large_answer_arrives_whole(probe: Server) -> None:
+    with probe.connect() as sock:
+        stream = sock.makefile("rb")
+        for _ in range(2):
+            sock.sendall(_request("GET", "/big"))
+            status, _, body = _response(stream)
+            assert status == 200 and body == b"x" * 200_000
+
+
+def test_an_open_silent_connection_holds_nothing_up(probe: Server) -> None:
+    """The single worker thread reads a connection only once it is readable."""
+    with probe.connect() as silent, probe.connect() as sock:
+        silent.sendall(b"")
+        sock.sendall(_request("GET", "/"))
+        sock.settimeout(3)  # well under the worker's 5 s read limit: it must not be waiting on `silent`
+        assert _response(sock.makefile("rb"))[0] == 200
+
+
+def test_an_idle_keep_alive_connection_is_closed_when_it_expires(tmp_path: Path) -> None:
+    server = _start("tests.fixtures.wsgi.probe:app", tmp_path, "--keep-alive", "1")
+    try:
+        with server.connect() as sock:
+            stream = sock.makefile("rb")
+            sock.sendall(_request("GET", "/"))
+            assert _response(stream)[0] == 200
+            sock.settimeout(10)
+            assert stream.read() == b""  # closed by the server after ~1 s idle, not by our timeout
+    finally:
+        _stop(server)
+
+
+def test_connections_are_spread_over_the_workers(tmp_path: Path) -> None:
+    """Connections opened in a burst: a worker takes one a turn, and while it is busy answering the
+    other takes the next, so both get some (taking all that waited, the first to wake took them all)."""
+    server = _start("tests.fixtures.wsgi.probe:app", tmp_path, "-w", "2")
+    try:
+        socks = [server.connect() for _ in range(20)]
+        pids = set()
+        for sock in socks:
+            sock.sendall(_request("GET", "/busy"))
+        for sock in socks:
+            pids.add(_response(sock.makefile("rb"))[2].split(b":")[0])
+            sock.close()
+        assert len(pids) == 2
+    finally:
+        _stop(server)
+
+
+def test_the_app_is_served_over_keep_alive_and_stops_cleanly(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'served.db'}", "GRIDCASE_SECRET_KEY": "test-secret"}
+    server = _start("api.app:create_app()", tmp_path, "-w", "2", env=env)
+    with server.connect() as sock:
+        stream = sock.makefile("rb")
+        for _ in range(3):
+            sock.sendall(_request("GET", "/api/health"))
+            status, _, body = _response(stream)
+            assert status == 200 and json.loads(body)["status"] == "ok"
+        sock.sendall(_request("POST", "/api/auth/login", b'{"login": "nobody", "password": "x"}'))
+        status, _, body = _response(stream)
+        assert status in (400, 401, 415, 422) and "code" in json.loads(body)
+    log = _stop(server)
+    assert "Traceback" not in log, log
