@@ -31,6 +31,7 @@ from engine.errors import Conflict
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _WRITE = "gridcase_write"
+MIGRATION_LOCK_KEY = 0x6772_6964_6361_7365  # "gridcase": the PostgreSQL advisory lock migrations take
 
 
 def default_sqlite_path() -> Path:
@@ -199,8 +200,32 @@ class Database:
         return cfg
 
     def migrate(self) -> None:
-        """Bring the schema to the newest revision (idempotent)."""
-        command.upgrade(self.alembic_config(), "head")
+        """Bring the schema to the newest revision (idempotent). Processes starting together on one
+        new database (``gunicorn -w 2``) take turns: the first migrates, the others find it done."""
+        with self._migration_lock():
+            command.upgrade(self.alembic_config(), "head")
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """SQLite: the writer lock file (Alembic's own connections do not take it, so it cannot
+        deadlock with them). PostgreSQL: a session advisory lock on a connection of its own."""
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        elif self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
+                conn.commit()
+                try:
+                    yield
+                finally:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
+                    conn.commit()
+        else:
+            yield
 
     def has_schema(self) -> bool:
         return inspect(self.engine).has_table("case")
