@@ -158,7 +158,7 @@ def work_order_at(rt: Runtime, stage: str, title: str) -> int:
     case_id = casework.report_case(who, intake, rt=rt)[0].id
     step(rt, case_id, "accept", "community_c1", {"decision": "accept"})
     step(rt, case_id, "dispatch", "street_s1", {"dispatch_decision": "confirm"})
-    for done, spec, person, data in (
+    later: tuple[tuple[str, str, str, dict[str, object]], ...] = (
         ("handle", "claim", "dept_urban_1", {"claim_decision": "claim"}),
         (
             "extension_decision",
@@ -166,7 +166,8 @@ def work_order_at(rt: Runtime, stage: str, title: str) -> int:
             "dept_urban_1",
             {"handle_result": "request_extension", "extension_days": 3, "extension_reason": "需协调施工方"},
         ),
-    ):
+    )
+    for done, spec, person, data in later:
         if ORDER_STAGES.index(stage) < ORDER_STAGES.index(done):
             break
         step(rt, case_id, spec, person, data)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from engine import attachments
 from tests.api.conftest import Tokens, World
@@ -14,7 +15,9 @@ from tests.api.conftest import Tokens, World
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 
 
-def upload(client: FlaskClient, case_id: int, headers: dict[str, str], raw: bytes, name: str = "photo.png"):  # type: ignore[no-untyped-def]
+def upload(
+    client: FlaskClient, case_id: int, headers: dict[str, str], raw: bytes, name: str = "photo.png"
+) -> TestResponse:
     return client.post(
         f"/api/cases/{case_id}/attachments",
         data={"file": (io.BytesIO(raw), name)},

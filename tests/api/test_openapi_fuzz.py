@@ -30,7 +30,7 @@ CHECKS = [
 
 
 @pytest.fixture
-def api_schema(app: Flask, world: World) -> schemathesis.BaseSchema:  # type: ignore[name-defined]
+def api_schema(app: Flask, world: World) -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_wsgi("/api/openapi.json", app)
 
 

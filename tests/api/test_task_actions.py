@@ -202,13 +202,13 @@ def test_reassigning_a_misrouted_order_hands_its_clock_to_the_new_department_and
     [handed] = events(api_rt, w, "sla.handed_over")
     assert handed.before == {"org_unit_id": "dept_urban", "spent_seconds": 2400}
     assert (
-        handed.after is not None
+        isinstance(handed.after, dict)
         and handed.after["spent_seconds"] == 2400
         and handed.after["org_unit_id"] == "dept_market"
     )
     [moved] = events(api_rt, w, "task.reassigned")
-    assert moved.after is not None and moved.after["variables"] == {"lead_department": "dept_market"}
-    assert [(c["from_unit"], c["to_unit"], c["spent_seconds"]) for c in moved.after["clocks"]] == [  # type: ignore[index]
+    assert isinstance(moved.after, dict) and moved.after["variables"] == {"lead_department": "dept_market"}
+    assert [(c["from_unit"], c["to_unit"], c["spent_seconds"]) for c in moved.after["clocks"]] == [
         ("dept_urban", "dept_market", 2400)
     ]
     [notice] = outbox_rows(api_rt, w, "task.reassigned")
@@ -233,7 +233,7 @@ def test_reassigning_a_misrouted_order_hands_its_clock_to_the_new_department_and
     )
     assert moved_again.status_code == 200
     handle_hand_over = events(api_rt, w, "sla.handed_over")[-1]
-    assert handle_hand_over.after is not None and handle_hand_over.after["clock_key"] == "handle"
+    assert isinstance(handle_hand_over.after, dict) and handle_hand_over.after["clock_key"] == "handle"
     assert handle_hand_over.before == {"org_unit_id": "dept_market", "spent_seconds": 1200}
 
 
@@ -265,7 +265,7 @@ def test_returning_a_claim_completes_it_with_the_fields_its_diagram_declares(
     assert got.status_code == 200, got.get_json()
     assert got.get_json()["state"] == "completed" and got.get_json()["completed_by"] == "dept_urban_1"
     [event] = events(api_rt, w, "task.returned")
-    assert event.after is not None and event.after["action"] == "return"
+    assert isinstance(event.after, dict) and event.after["action"] == "return"
     assert event.after["data"] == {
         "claim_decision": "return",
         "return_note": "过期食品属市场监管职责",
@@ -349,7 +349,7 @@ def test_an_extension_request_goes_to_the_street_whose_decision_through_complete
     )
     assert got.status_code == 200, got.get_json()
     [asked] = events(api_rt, w, "task.extension_requested")
-    assert asked.after is not None and asked.after["data"] == {
+    assert isinstance(asked.after, dict) and asked.after["data"] == {
         "handle_result": "request_extension",
         "extension_days": 3,
         "extension_reason": "需协调施工方整改设备",
@@ -365,7 +365,9 @@ def test_an_extension_request_goes_to_the_street_whose_decision_through_complete
     )
     assert decided.status_code == 200, decided.get_json()
     assert datetime.fromisoformat(handle_due(client, tokens, w)) > datetime.fromisoformat(due)
-    assert [e.after["added"] for e in events(api_rt, w, "sla.extended") if e.after] == ["3WD"]
+    assert [e.after["added"] for e in events(api_rt, w, "sla.extended") if isinstance(e.after, dict)] == [
+        "3WD"
+    ]
     assert ready_task(api_rt, w, "handle")
 
 
@@ -393,7 +395,7 @@ def test_the_extension_decision_action_approves_with_days_or_rejects_with_a_comm
     )
     assert got.status_code == 200 and got.get_json()["completed_by"] == "supervisor_s1"
     [decided] = events(api_rt, w, "task.extension_decided")
-    assert decided.after is not None and decided.after["data"] == {
+    assert isinstance(decided.after, dict) and decided.after["data"] == {
         "extension_result": "approve",
         "approved_days": 2,
         "extension_comment": "同意延期2个工作日",

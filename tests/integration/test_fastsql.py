@@ -64,5 +64,6 @@ def test_rows_written_by_core_are_read_by_prepared_sql_with_instants_and_json(db
         )
         [row] = fastsql.fetch_mappings(conn, statement, {"number": "WO1"})
     assert row["data"] == {"地址": "东门", "n": 1}
-    assert row["next_wake_at"] == LATER and row["next_wake_at"].tzinfo is not None  # type: ignore[union-attr]
+    next_wake_at = row["next_wake_at"]
+    assert isinstance(next_wake_at, datetime) and next_wake_at == LATER and next_wake_at.tzinfo is not None
     assert row["created_at"] == AT and row["closed_at"] is None and row["version"] == 3

@@ -41,7 +41,9 @@ def demo(db: Database) -> Database:
 
 def test_demo_org_loads_the_required_units_by_kind(demo: Database) -> None:
     with demo.read() as conn:
-        counts = dict(conn.execute(select(org_unit.c.kind, func.count()).group_by(org_unit.c.kind)).all())
+        counts: dict[str, int] = dict(
+            conn.execute(select(org_unit.c.kind, func.count()).group_by(org_unit.c.kind)).all()
+        )
         depts = set(conn.execute(select(org_unit.c.id).where(org_unit.c.kind == "department")).scalars())
     assert counts == {
         "district": 1,
