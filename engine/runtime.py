@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import Connection, select, update
 
 from engine import spiff
 from engine.calendar import WorkCalendar
@@ -402,10 +402,7 @@ _STATE_INSERT = fastsql.Statement(
     " VALUES (:s_case_id, :s_body, :s_now, :s_version)",
     instants=frozenset({"s_now"}),
 )
-_TASK_DELETE = delete(workflow_task).where(
-    workflow_task.c.case_id == bindparam("d_case_id"),
-    workflow_task.c.task_id.in_(bindparam("d_ids", expanding=True)),
-)
+_TASK_DELETE = fastsql.Statement("DELETE FROM workflow_task WHERE case_id = :case_id AND task_id = :task_id")
 _TASK_UPSERT = fastsql.Statement(
     "INSERT INTO workflow_task (case_id, task_id, body) VALUES (:case_id, :task_id, :body)"
     " ON CONFLICT (case_id, task_id) DO UPDATE SET body = excluded.body"
@@ -427,7 +424,7 @@ def save_instance(conn: Connection, case_id: int, instance: spiff.Instance, now:
             {"s_case_id": case_id, "s_body": delta.body, "s_now": now, "s_version": spiff.SERIALIZER_VERSION},
         )
     if delta.deletes:
-        conn.execute(_TASK_DELETE, {"d_case_id": case_id, "d_ids": delta.deletes})
+        fastsql.execute(conn, _TASK_DELETE, [{"case_id": case_id, "task_id": k} for k in delta.deletes])
     if delta.upserts:
         fastsql.execute(
             conn,
