@@ -392,7 +392,8 @@ def run_backend(
     everything = [v for values in stats.values() for v in values]
     print(
         f"{name}: {args.clients} clients × {args.seconds:g} s, "
-        f"gunicorn {args.workers} workers × {args.threads} threads"
+        f"gunicorn {args.workers} workers of {WORKER_CLASSES[args.worker_class]}"
+        + (f" × {args.threads} threads" if args.worker_class == "gthread" else "")
     )
     print(f"  completed tasks/s: {rate:.1f}")
     for label in ("intake", "list", "case", "claim", "complete"):
