@@ -15,9 +15,9 @@ Why not gunicorn's own classes:
   request may be holding the database's single write lock meanwhile.
 
 The price of one thread: a client that sends a request slowly holds its worker until it is complete or
-``READ_TIMEOUT_S`` passes (then the connection is closed). New connections are not read until they are
-readable, so an open but silent connection holds nothing. Exposed to the internet, put a buffering
-proxy (nginx) in front, as gunicorn advises for its sync worker.
+``GRIDCASE_READ_TIMEOUT_S`` (default 5) passes; then the connection is closed. New connections are not
+read until they are readable, so an open but silent connection holds nothing. Exposed to the internet,
+put a buffering proxy (nginx) in front, as gunicorn advises for its sync worker.
 """
 
 from __future__ import annotations
@@ -36,8 +36,20 @@ from gunicorn import http, util
 from gunicorn.http import wsgi
 from gunicorn.workers import base
 
-READ_TIMEOUT_S = 5.0  # the longest one request's remaining bytes may take once it has started arriving
+READ_TIMEOUT_S = 5.0  # default: the longest a request's remaining bytes may take once it has started arriving
 DRAIN_TIMEOUT_S = 2.0  # reading past a request body the app left unread, before the next request
+
+
+def read_timeout() -> float:
+    """``GRIDCASE_READ_TIMEOUT_S``: seconds, above 0."""
+    text = os.environ.get("GRIDCASE_READ_TIMEOUT_S", "").strip()
+    try:
+        value = float(text) if text else READ_TIMEOUT_S
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise ValueError(f"GRIDCASE_READ_TIMEOUT_S must be a number of seconds above 0, not {text!r}")
+    return value
 
 
 class Connection:
@@ -102,6 +114,7 @@ class KeepAliveWorker(base.Worker):
     alive: bool
 
     def init_process(self) -> None:
+        self.read_timeout = read_timeout()
         self.selector = selectors.DefaultSelector()
         self.idle: dict[Connection, None] = {}  # waiting for their next request, oldest expiry first
         self.ready: list[Connection] = []  # a pipelined request already buffered
@@ -225,7 +238,7 @@ class KeepAliveWorker(base.Worker):
         keep = False
         try:
             conn.sock.setblocking(True)
-            conn.sock.settimeout(READ_TIMEOUT_S)
+            conn.sock.settimeout(self.read_timeout)
             if conn.parser is None:
                 if self.cfg.is_ssl:
                     conn.sock = self._wrap_ssl(conn.sock)
@@ -239,7 +252,7 @@ class KeepAliveWorker(base.Worker):
         except StopIteration as err:
             self.log.debug("Closing connection. %s", err)
         except TimeoutError:
-            self.log.debug("Closing connection: the request did not arrive within %s s", READ_TIMEOUT_S)
+            self.log.debug("Closing connection: the request did not arrive within %s s", self.read_timeout)
         except ssl.SSLError as err:
             if err.args[0] != ssl.SSL_ERROR_EOF:
                 self.handle_error(req, conn.sock, conn.addr, err)

@@ -175,6 +175,33 @@ def test_an_open_silent_connection_holds_nothing_up(probe: Server) -> None:
         assert _response(sock.makefile("rb"))[0] == 200
 
 
+def test_a_request_that_stalls_half_way_is_dropped_after_the_read_timeout(tmp_path: Path) -> None:
+    """A client that starts a request and stops sending holds the worker only GRIDCASE_READ_TIMEOUT_S."""
+    server = _start("tests.fixtures.wsgi.probe:app", tmp_path, env={"GRIDCASE_READ_TIMEOUT_S": "0.5"})
+    try:
+        with server.connect() as stalled, server.connect() as sock:
+            stalled.sendall(b"GET / HTTP/1.1\r\nHost: te")  # and nothing more
+            started = time.monotonic()
+            sock.sendall(_request("GET", "/"))
+            assert _response(sock.makefile("rb"))[0] == 200  # served once the stalled one is dropped
+            stalled.settimeout(10)
+            assert stalled.recv(100) == b""  # closed by the server, without an answer
+            assert time.monotonic() - started < 5
+    finally:
+        _stop(server)
+
+
+def test_a_bad_read_timeout_stops_the_server_with_a_clear_error(tmp_path: Path) -> None:
+    log = tmp_path / "gunicorn.log"
+    command = [
+        sys.executable, "-m", "gunicorn", "-k", "api.serving.KeepAliveWorker", "--bind", "127.0.0.1:0",
+        "--error-logfile", str(log), "tests.fixtures.wsgi.probe:app",
+    ]  # fmt: skip
+    env = {**os.environ, "GRIDCASE_READ_TIMEOUT_S": "soon"}
+    assert subprocess.run(command, cwd=REPO, env=env, timeout=120).returncode != 0
+    assert "GRIDCASE_READ_TIMEOUT_S must be a number of seconds above 0, not 'soon'" in log.read_text()
+
+
 def test_an_idle_keep_alive_connection_is_closed_when_it_expires(tmp_path: Path) -> None:
     server = _start("tests.fixtures.wsgi.probe:app", tmp_path, "--keep-alive", "1")
     try:
