@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
@@ -583,6 +583,19 @@ def require_reason(text: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class HandOver:
+    """The clock changed hands (改派, or an extension request going up and its answer coming back):
+    ``from_unit`` had spent ``spent_seconds`` of working time on it since the last change."""
+
+    at: datetime
+    from_unit: str | None
+    to_unit: str | None
+    spent_seconds: int
+    actor: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ClockView:
     id: int
     case_id: int
@@ -610,6 +623,7 @@ class ClockView:
     supervise_at: datetime | None = None
     escalate_at: datetime | None = None
     policy_sources: dict[str, str] | None = None  # None on clocks started before it was recorded
+    handovers: tuple[HandOver, ...] = ()  # 改派, oldest first
 
 
 def case_clocks(case_id: int, *, rt: Runtime) -> list[ClockView]:
@@ -617,8 +631,39 @@ def case_clocks(case_id: int, *, rt: Runtime) -> list[ClockView]:
         rows = conn.execute(
             select(sla_clock).where(sla_clock.c.case_id == case_id).order_by(sla_clock.c.id)
         ).all()
+        handovers = _handovers(conn, case_id)
     now = rt.now()
-    return [_view(as_clock(r), rt.calendar, now) for r in rows]
+    return [
+        replace(view, handovers=tuple(handovers.get(view.id, ())))
+        for view in (_view(as_clock(r), rt.calendar, now) for r in rows)
+    ]
+
+
+def _handovers(conn: Connection, case_id: int) -> dict[int, list[HandOver]]:
+    """The case's ``sla.handed_over`` audit events, by clock, oldest first."""
+    found: dict[int, list[HandOver]] = {}
+    for at, actor, after in conn.execute(
+        select(audit_event.c.at, audit_event.c.actor_id, audit_event.c.after)
+        .where(audit_event.c.case_id == case_id, audit_event.c.action == "sla.handed_over")
+        .order_by(audit_event.c.id)
+    ):
+        if not isinstance(after, dict) or not isinstance(after.get("clock_id"), int):
+            continue
+        found.setdefault(after["clock_id"], []).append(
+            HandOver(
+                at=at,
+                from_unit=_text(after.get("from_unit")),
+                to_unit=_text(after.get("to_unit")),
+                spent_seconds=int(after.get("spent_seconds") or 0),
+                actor=actor,
+                reason=_text(after.get("reason")),
+            )
+        )
+    return found
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _view(m: ClockRow, calendar: WorkCalendar, now: datetime) -> ClockView:
@@ -669,6 +714,13 @@ def explain_clock(clock: ClockView, *, calendar: WorkCalendar) -> list[str]:
         )
     for ext in clock.extensions:
         lines.append(f"延期 +{ext['added']}，{ext['by']} 于 {ext['at']} 批准：{ext.get('reason')}")
+    for hand in clock.handovers:
+        giver = hand.from_unit or "-"
+        why = f"：{hand.reason}" if hand.reason else ""
+        lines.append(
+            f"改派 {hand.at.astimezone(local).isoformat()}：{giver} → {hand.to_unit or '-'}，"
+            f"{giver} 用时 {hand.spent_seconds // 60} 分钟工作时间（{hand.actor or 'system'}{why}）"
+        )
     if clock.due_at is not None:
         deadline = calendar.add(
             clock.started_at, clock.budget, hours=_hours(clock.working_hours), provisional_ok=True

@@ -66,7 +66,19 @@ _CLOCK_FIELDS = (
     "calendar_version",
     "pauses",
     "extensions",
+    "handovers",
 )
+
+
+class HandOverOut(ma.Schema):
+    at = fields.DateTime(required=True)
+    from_unit = fields.String(allow_none=True, required=True, metadata={"description": "whose time it was"})
+    to_unit = fields.String(allow_none=True, required=True, metadata={"description": "whose time it is now"})
+    spent_seconds = fields.Integer(
+        required=True, metadata={"description": "working time from_unit spent since the last hand-over"}
+    )
+    actor = fields.String(allow_none=True, required=True)
+    reason = fields.String(allow_none=True, required=True)
 
 
 class ClockOut(ma.Schema):
@@ -101,6 +113,11 @@ class ClockOut(ma.Schema):
     calendar_version = fields.String(required=True)
     pauses = fields.List(fields.Nested(PauseOut), required=True)
     extensions = fields.List(fields.Nested(ExtensionOut), required=True)
+    handovers = fields.List(
+        fields.Nested(HandOverOut),
+        required=True,
+        metadata={"description": "改派: each time the clock changed hands, oldest first"},
+    )
     explain = fields.List(
         fields.String(), required=True, metadata={"description": "why the deadline is what it is (zh-CN)"}
     )

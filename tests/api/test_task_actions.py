@@ -194,6 +194,13 @@ def test_reassigning_a_misrouted_order_hands_its_clock_to_the_new_department_and
     ]
     # the same clock goes on: same start and deadline, now spending 市场监管's time
     assert after["id"] == before["id"] and after["org_unit_id"] == "dept_market"
+    assert [(h["from_unit"], h["to_unit"], h["spent_seconds"], h["reason"]) for h in after["handovers"]] == [
+        ("dept_urban", "dept_market", 2400, "过期食品属市场监管职责")
+    ]
+    assert any(
+        line.startswith("改派 ") and "dept_urban → dept_market，dept_urban 用时 40 分钟工作时间" in line
+        for line in after["explain"]
+    )
     assert (after["started_at"], after["due_at"], after["state"]) == (
         before["started_at"],
         before["due_at"],

@@ -201,6 +201,16 @@ def test_an_extension_request_hands_the_handlers_clock_to_the_street_and_back_sa
     assert back.id == started.id and back.org_unit_id == "dept_urban"
     assert back.due_at is not None and started.due_at is not None
     assert back.due_at > started.due_at and [e["added"] for e in back.extensions] == ["3WD"]
+    # the clock follows the diagram's routing, so the engine ("system") moves it, not a person
+    assert [(h.from_unit, h.to_unit, h.spent_seconds, h.actor) for h in back.handovers] == [
+        ("dept_urban", "s1", 3600, "system"),
+        ("s1", "dept_urban", 1800, "system"),
+    ]
+    explained = sla.explain_clock(back, calendar=wo.calendar)
+    assert [line.split("：", 1)[1] for line in explained if line.startswith("改派 ")] == [
+        "dept_urban → s1，dept_urban 用时 60 分钟工作时间（system）",
+        "s1 → dept_urban，s1 用时 30 分钟工作时间（system）",
+    ]
     hand_overs = [(e.before, e.after) for e in events(wo, case_id, "sla.handed_over")]
     assert [
         (b["org_unit_id"], b["spent_seconds"], a["org_unit_id"])
