@@ -67,6 +67,12 @@ _CLOCK_FIELDS = (
     "pauses",
     "extensions",
     "handovers",
+    "warn_pct",
+    "supervise_after",
+    "escalate_after",
+    "supervise_at",
+    "escalate_at",
+    "policy_sources",
 )
 
 
@@ -113,6 +119,31 @@ class ClockOut(ma.Schema):
     calendar_version = fields.String(required=True)
     pauses = fields.List(fields.Nested(PauseOut), required=True)
     extensions = fields.List(fields.Nested(ExtensionOut), required=True)
+    warn_pct = fields.Integer(
+        allow_none=True,
+        required=True,
+        metadata={"description": "warning (黄灯) at this % of the budget; null: none"},
+    )
+    supervise_after = fields.String(
+        allow_none=True,
+        required=True,
+        metadata={"description": "督办 this long after the deadline (null: 1WD)"},
+    )
+    escalate_after = fields.String(
+        allow_none=True, required=True, metadata={"description": "escalation this long after it (null: 5WD)"}
+    )
+    supervise_at = fields.DateTime(allow_none=True, required=True)
+    escalate_at = fields.DateTime(allow_none=True, required=True)
+    policy_sources = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "where each of sla, warn_at, supervise_after, escalate_after came from: task, "
+            "process, default or variable:<name>; null on clocks started before sources were recorded"
+        },
+    )
     handovers = fields.List(
         fields.Nested(HandOverOut),
         required=True,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from engine import notify
+from engine import notify, sla
 from engine.calendar import WorkCalendar
 from engine.clock import SHANGHAI, FixedClock
 from engine.runtime import Runtime
@@ -127,13 +127,18 @@ def test_resume_has_the_rules_of_suspend_and_refuses_a_case_that_is_not_suspende
 
 
 def test_suspend_then_resume_moves_the_deadline_by_the_paused_working_time(
-    slaed: Cases, client: FlaskClient, tokens: Tokens, clock: FixedClock
+    slaed: Cases, client: FlaskClient, tokens: Tokens, clock: FixedClock, api_rt: Runtime
 ) -> None:
     x, auth = slaed["X"], tokens["supervisor_s1"]
     before = client.get(f"/api/cases/{x}/clocks", headers=auth)
     assert before.status_code == 200 and before.headers["ETag"] == f'"{before.get_json()["version"]}"'
     [handle] = before.get_json()["clocks"]
     assert at(handle["due_at"]) == sh("2025-03-03T11:00") and handle["state"] == "running"
+    thresholds = ("warn_pct", "supervise_after", "escalate_after", "policy_sources")
+    view = sla.case_clocks(x, rt=api_rt)[0]
+    assert {k: handle[k] for k in thresholds} == {k: getattr(view, k) for k in thresholds}
+    assert set(handle["policy_sources"]) == {"sla", "warn_at", "supervise_after", "escalate_after"}
+    assert handle["supervise_at"] is not None and at(handle["supervise_at"]) == view.supervise_at
     clock.set(sh("2025-03-03T09:30"))
     suspended = client.post(f"/api/cases/{x}/suspend", json={"reason": "等待司法鉴定"}, headers=auth)
     body = suspended.get_json()
