@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 from api.config import Config
-from engine import cases, specs, tasks, timers
+from engine import cases, sla_views, specs, tasks, timers
 from engine.calendar import WorkCalendar, WorkingHours, explain
 from engine.clock import SHANGHAI
 from engine.demo_org import load_demo_org
@@ -354,13 +354,12 @@ _case_action("supervise", "督办: supervise the case — raises priority, notif
 @pass_ctx
 def case_clocks(ctx: Ctx, reference: str) -> None:
     """The case's SLA clocks, each explained ("why is this red?")."""
-    from engine import sla
 
     with reported():
         view = cases.find_case(reference, rt=ctx.rt)
-        for clock in sla.case_clocks(view.id, rt=ctx.rt):
+        for clock in sla_views.case_clocks(view.id, rt=ctx.rt):
             click.echo(f"[{clock.status}/{clock.state}] {clock.task_spec}")
-            for line in sla.explain_clock(clock, calendar=ctx.rt.calendar):
+            for line in sla_views.explain_clock(clock, calendar=ctx.rt.calendar):
                 click.echo(f"  {line}")
 
 
@@ -373,10 +372,9 @@ def sla_group() -> None:
 @pass_ctx
 def sla_overdue(ctx: Ctx) -> None:
     """Open cases past a deadline, oldest first."""
-    from engine import sla
 
     with reported():
-        rows = sla.overdue_cases(rt=ctx.rt)
+        rows = sla_views.overdue_cases(rt=ctx.rt)
         for _, number, due in rows:
             click.echo(f"{number}  due {due.astimezone(SHANGHAI):%Y-%m-%d %H:%M}")
         click.echo(f"{len(rows)} overdue")
@@ -386,10 +384,9 @@ def sla_overdue(ctx: Ctx) -> None:
 @pass_ctx
 def sla_provisional(ctx: Ctx) -> None:
     """Deadlines computed without holiday data (weekends only), with the reason."""
-    from engine import sla
 
     with reported():
-        clocks = sla.provisional_clocks(rt=ctx.rt)
+        clocks = sla_views.provisional_clocks(rt=ctx.rt)
         for clock in clocks:
             due = clock.due_at.astimezone(SHANGHAI).isoformat() if clock.due_at else "-"
             click.echo(f"case {clock.case_id} {clock.task_spec} due {due}: {clock.provisional_reason}")

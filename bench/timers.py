@@ -58,7 +58,7 @@ Overdue list. A separate database of ``--overdue-cases`` case rows over the demo
 overdue, its rungs fired or not accordingly, and a ready ``human_task``; closed: stopped). Timed: the
 median of 50 calls of ``engine.supervision.overdue`` (limit 50) for the command centre (``cc_1``, whose
 area is the whole district), with the plan of the SQL it runs (captured from the call), and of
-``engine.sla.overdue_cases`` (limit 50). SQLite as deployed (the engine never runs ANALYZE), then after
+``engine.sla_views.overdue_cases`` (limit 50). SQLite as deployed (the engine never runs ANALYZE), then after
 ``ANALYZE`` for information; PostgreSQL after ``ANALYZE`` of the three tables (autovacuum would have
 run it). No index is added.
 
@@ -102,7 +102,7 @@ if str(ROOT) not in sys.path:
 
 from sqlalchemy import Integer, Table, event, func, insert, or_, select, text, update  # noqa: E402
 
-from engine import access, cases, sla, specs, supervision, timers  # noqa: E402
+from engine import access, cases, sla_views, specs, supervision, timers  # noqa: E402
 from engine.clock import SystemClock  # noqa: E402
 from engine.demo_org import load_demo_org  # noqa: E402
 from engine.runtime import Runtime  # noqa: E402
@@ -953,7 +953,7 @@ class Overdue:
     rows: int  # rows on the page
     overdue_total: int
     supervision_ms: float  # engine.supervision.overdue, as deployed
-    sla_ms: float  # engine.sla.overdue_cases
+    sla_ms: float  # engine.sla_views.overdue_cases
     plan: list[str]
     sql: str
     analyzed_ms: float | None = None  # SQLite, after ANALYZE
@@ -995,7 +995,7 @@ def time_overdue(url: str, total: int) -> Overdue:
         rows=len(page),
         overdue_total=overdue_total,
         supervision_ms=median_ms(lambda: supervision.overdue(cc, rt=rt, limit=50)),
-        sla_ms=median_ms(lambda: sla.overdue_cases(rt=rt, limit=50)),
+        sla_ms=median_ms(lambda: sla_views.overdue_cases(rt=rt, limit=50)),
         plan=plan(),
         sql=sql,
     )
@@ -1145,7 +1145,7 @@ def print_figures(figures: Figures, args: argparse.Namespace) -> None:
         print(f"  after ANALYZE (not run by the engine): {overdue.analyzed_ms:.2f} ms; plan:")
         for line in overdue.analyzed_plan:
             print(f"    {line}")
-    print(f"engine.sla.overdue_cases (limit 50, unscoped): {overdue.sla_ms:.2f} ms median of 50")
+    print(f"engine.sla_views.overdue_cases (limit 50, unscoped): {overdue.sla_ms:.2f} ms median of 50")
 
 
 def pg_url_for(url: str, schema: str) -> str:

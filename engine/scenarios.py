@@ -52,7 +52,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from engine import cases, events, orgs, sla, specs, tasks, timers
+from engine import cases, events, orgs, sla_views, specs, tasks, timers
 from engine.calendar import Duration, DurationUnit, parse_duration
 from engine.clock import FixedClock
 from engine.demo_org import load_demo_org
@@ -371,7 +371,9 @@ class _Runner:
             problems.extend(self._check_data(case_id, _mapping(expect["data"], "data")))
         if "clocks" in expect:
             problems.extend(
-                _check_clocks(sla.case_clocks(case_id, rt=self.rt), _mapping(expect["clocks"], "clocks"))
+                _check_clocks(
+                    sla_views.case_clocks(case_id, rt=self.rt), _mapping(expect["clocks"], "clocks")
+                )
             )
         if "count" in expect:
             counts = _mapping(expect["count"], "count")
@@ -437,7 +439,7 @@ class _Runner:
 _CLOCK_FIELDS = ("budget", "status", "state", "warn_pct", "supervise_after", "escalate_after")
 
 
-def _check_clocks(clocks: list[sla.ClockView], wanted: Mapping[str, object]) -> list[str]:
+def _check_clocks(clocks: list[sla_views.ClockView], wanted: Mapping[str, object]) -> list[str]:
     """``{"handle": {"warn_pct": 50, "sources": {"warn_at": "variable:sla_warn_at"}}}`` against the latest
     clock of each task."""
     problems: list[str] = []

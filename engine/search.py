@@ -5,7 +5,7 @@ visibility and masking rules of ``engine.access``. Must not import flask, api or
 
 Pagination is by descending case id: the cursor is an opaque token for "ids below N", so pages stay
 stable while new cases arrive. Overdue means "has a running SLA clock past its due instant" (the same
-rule as ``engine.sla.overdue_cases``).
+rule as ``engine.sla_views.overdue_cases``).
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, tzinfo
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
@@ -38,7 +38,6 @@ from engine.calendar import (
     DurationUnit,
     WorkCalendar,
     WorkingHours,
-    explain,
     parse_duration,
 )
 from engine.errors import Conflict, InvalidInput
@@ -47,11 +46,10 @@ from engine.sla_policy import (
     DEFAULT_ESCALATE_AFTER,
     DEFAULT_SUPERVISE_AFTER,
     ClockPolicy,
-    Source,
     policy_for,
 )
 from engine.store import fastsql
-from engine.store.models import audit_event, case, sla_clock
+from engine.store.models import audit_event, sla_clock
 
 log = logging.getLogger("gridcase.sla")
 
@@ -78,7 +76,7 @@ class Schedule:
     reason: str | None
 
 
-def _hours(text: object) -> WorkingHours:
+def hours_of(text: object) -> WorkingHours:
     """A clock's working hours: the unit's own (recorded on the clock) or the default."""
     return WorkingHours.from_text(text) if isinstance(text, str) and text else DEFAULT_HOURS
 
@@ -330,7 +328,7 @@ def _key(policy: ClockPolicy | None) -> str | None:
 def _start_clock(step: Step, task: OpenTask, policy: ClockPolicy) -> None:
     calendar = step.rt.calendar
     hours_text = orgs.working_hours_of(step.conn, task.unit)
-    hours = _hours(hours_text)
+    hours = hours_of(hours_text)
     kind, seconds = _seconds(parse_duration(policy.budget), calendar, hours)
     plan = schedule(
         calendar,
@@ -383,7 +381,7 @@ def consumed_seconds(calendar: WorkCalendar, clock: Mapping[str, object], now: d
     assert isinstance(end, datetime)
     pauses = clock.get("pauses") or []
     assert isinstance(pauses, list)
-    hours = _hours(clock.get("working_hours"))
+    hours = hours_of(clock.get("working_hours"))
     if clock["budget_kind"] == "calendar":
         spent = (end - start).total_seconds()
     else:
@@ -491,7 +489,7 @@ def apply_extension(
             "sla.no_open_clock", f"no running clock '{clock_key}' to extend", {"clock_key": clock_key}
         )
     m = as_clock(clock)
-    hours = _hours(m.get("working_hours"))
+    hours = hours_of(m.get("working_hours"))
     kind, seconds = _seconds(parse_duration(added), current.rt.calendar, hours)
     if kind != m["budget_kind"]:
         raise InvalidInput("sla.extension_unit", f"extend a {m['budget_kind']} budget with the same unit", {})
@@ -530,7 +528,7 @@ def _reschedule(
     state: str,
 ) -> Schedule:
     calendar = current.rt.calendar
-    hours = _hours(clock.get("working_hours"))
+    hours = hours_of(clock.get("working_hours"))
     kind = str(clock["budget_kind"])
     original = _seconds(parse_duration(str(clock["budget"])), calendar, hours)[1]
     budget = original + sum(int(str(e["seconds"])) for e in extensions)
@@ -579,203 +577,6 @@ def require_reason(text: str) -> str:
     return text
 
 
-# --- reading and explaining -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class HandOver:
-    """The clock changed hands (改派, or an extension request going up and its answer coming back):
-    ``from_unit`` had spent ``spent_seconds`` of working time on it since the last change."""
-
-    at: datetime
-    from_unit: str | None
-    to_unit: str | None
-    spent_seconds: int
-    actor: str | None
-    reason: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ClockView:
-    id: int
-    case_id: int
-    task_id: str | None
-    task_spec: str
-    clock_key: str
-    org_unit_id: str | None
-    budget: str
-    state: str
-    status: str
-    started_at: datetime
-    due_at: datetime | None
-    warn_due_at: datetime | None
-    consumed_seconds: int
-    budget_seconds: int
-    provisional: bool
-    provisional_reason: str | None
-    calendar_version: str
-    working_hours: str | None
-    pauses: list[dict[str, object]]
-    extensions: list[dict[str, object]]
-    warn_pct: int | None = None
-    supervise_after: str | None = None
-    escalate_after: str | None = None
-    supervise_at: datetime | None = None
-    escalate_at: datetime | None = None
-    policy_sources: dict[str, str] | None = None  # None on clocks started before it was recorded
-    handovers: tuple[HandOver, ...] = ()  # 改派, oldest first
-
-
-def case_clocks(case_id: int, *, rt: Runtime) -> list[ClockView]:
-    with rt.db.read() as conn:
-        rows = conn.execute(
-            select(sla_clock).where(sla_clock.c.case_id == case_id).order_by(sla_clock.c.id)
-        ).all()
-        handovers = _handovers(conn, case_id)
-    now = rt.now()
-    return [
-        replace(view, handovers=tuple(handovers.get(view.id, ())))
-        for view in (_view(as_clock(r), rt.calendar, now) for r in rows)
-    ]
-
-
-def _handovers(conn: Connection, case_id: int) -> dict[int, list[HandOver]]:
-    """The case's ``sla.handed_over`` audit events, by clock, oldest first."""
-    found: dict[int, list[HandOver]] = {}
-    for at, actor, after in conn.execute(
-        select(audit_event.c.at, audit_event.c.actor_id, audit_event.c.after)
-        .where(audit_event.c.case_id == case_id, audit_event.c.action == "sla.handed_over")
-        .order_by(audit_event.c.id)
-    ):
-        if not isinstance(after, dict) or not isinstance(after.get("clock_id"), int):
-            continue
-        found.setdefault(after["clock_id"], []).append(
-            HandOver(
-                at=at,
-                from_unit=_text(after.get("from_unit")),
-                to_unit=_text(after.get("to_unit")),
-                spent_seconds=int(after.get("spent_seconds") or 0),
-                actor=actor,
-                reason=_text(after.get("reason")),
-            )
-        )
-    return found
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _view(m: ClockRow, calendar: WorkCalendar, now: datetime) -> ClockView:
-    consumed = m["consumed_seconds"]
-    if consumed is None:
-        consumed = consumed_seconds(calendar, m, now)
-    return ClockView(
-        id=m["id"],
-        case_id=m["case_id"],
-        task_id=m["task_id"],
-        task_spec=m["task_spec"],
-        clock_key=m["clock_key"],
-        org_unit_id=m["org_unit_id"],
-        budget=m["budget"],
-        state=m["state"],
-        status=m["status"],
-        started_at=m["started_at"],
-        due_at=m["due_at"],
-        warn_due_at=m["warn_due_at"],
-        consumed_seconds=int(consumed or 0),
-        budget_seconds=m["budget_seconds"],
-        provisional=m["provisional"],
-        provisional_reason=m["provisional_reason"],
-        calendar_version=m["calendar_version"],
-        working_hours=m["working_hours"],
-        pauses=list(m["pauses"]),
-        extensions=list(m["extensions"]),
-        warn_pct=m["warn_pct"],
-        supervise_after=m["supervise_after"],
-        escalate_after=m["escalate_after"],
-        supervise_at=m["supervise_at"],
-        escalate_at=m["escalate_at"],
-        policy_sources=dict(m["policy_sources"]) if m.get("policy_sources") else None,
-    )
-
-
-def explain_clock(clock: ClockView, *, calendar: WorkCalendar) -> list[str]:
-    """ "Why is this red?" — the clock's arithmetic in plain lines, from the clock alone."""
-    local = calendar_tz()
-    lines = [
-        f"任务 {clock.task_spec}：时限 {clock.budget}{_source_note(clock, 'sla')}，"
-        f"{clock.started_at.astimezone(local).isoformat()} 开始计时（单位 {clock.org_unit_id or '-'}）",
-    ]
-    for pause in clock.pauses:
-        lines.append(
-            f"挂起 {pause['from']} → {pause.get('to') or '至今'}："
-            f"{pause.get('reason')}（{pause.get('actor')}）"
-        )
-    for ext in clock.extensions:
-        lines.append(f"延期 +{ext['added']}，{ext['by']} 于 {ext['at']} 批准：{ext.get('reason')}")
-    for hand in clock.handovers:
-        giver = hand.from_unit or "-"
-        why = f"：{hand.reason}" if hand.reason else ""
-        lines.append(
-            f"改派 {hand.at.astimezone(local).isoformat()}：{giver} → {hand.to_unit or '-'}，"
-            f"{giver} 用时 {hand.spent_seconds // 60} 分钟工作时间（{hand.actor or 'system'}{why}）"
-        )
-    if clock.due_at is not None:
-        deadline = calendar.add(
-            clock.started_at, clock.budget, hours=_hours(clock.working_hours), provisional_ok=True
-        )
-        lines.extend(explain(deadline)[:-1])
-        lines.append(
-            f"截止 {clock.due_at.astimezone(local).isoformat()}；"
-            f"已用 {clock.consumed_seconds // 60} 分钟工作时间，预算 {clock.budget_seconds // 60} 分钟；"
-            f"状态 {clock.status}（{clock.state}）"
-        )
-        lines.extend(_rung_lines(clock))
-    if clock.provisional:
-        lines.append(f"暂定：{clock.provisional_reason}")
-    lines.append(f"日历版本 {clock.calendar_version}")
-    return lines
-
-
-_SOURCE_WORDS = {Source.TASK: "任务属性", Source.PROCESS: "流程属性", Source.DEFAULT: "系统默认"}
-
-
-def _source_note(clock: ClockView, name: str) -> str:
-    """``（依据：变量 sla_warn_at）`` — where a value of the clock came from, when it was recorded."""
-    source = (clock.policy_sources or {}).get(name)
-    if source is None:
-        return ""
-    if source.startswith(Source.VARIABLE_PREFIX):
-        return f"（依据：变量 {source.removeprefix(Source.VARIABLE_PREFIX)}）"
-    return f"（依据：{_SOURCE_WORDS.get(source, source)}）"
-
-
-def _rung_lines(clock: ClockView) -> list[str]:
-    """The thresholds the clock uses: warning, supervision and escalation, with where each came from."""
-    local = calendar_tz()
-
-    def at(instant: datetime | None) -> str:
-        return instant.astimezone(local).isoformat() if instant is not None else "-"
-
-    warn = (
-        f"预警（黄灯）：用时 {clock.warn_pct}%，{at(clock.warn_due_at)}"
-        if clock.warn_pct
-        else "预警（黄灯）：不预警"
-    )
-    supervise = clock.supervise_after or DEFAULT_SUPERVISE_AFTER
-    escalate = clock.escalate_after or DEFAULT_ESCALATE_AFTER
-    return [
-        warn + _source_note(clock, "warn_at"),
-        f"督办：超期后 {supervise}，{at(clock.supervise_at)}{_source_note(clock, 'supervise_after')}",
-        f"升级：超期后 {escalate}，{at(clock.escalate_at)}{_source_note(clock, 'escalate_after')}",
-    ]
-
-
-def calendar_tz() -> tzinfo:
-    return DEFAULT_HOURS.tz
-
-
 def recompute_provisional(*, rt: Runtime) -> int:
     """Recompute provisional deadlines that the calendar now covers (after an overlay is loaded)."""
     rt.calendar.reload()
@@ -816,25 +617,3 @@ def recompute_provisional(*, rt: Runtime) -> int:
                     after={"due_at": iso(plan.due_at), "provisional": plan.provisional},
                 )
     return changed
-
-
-def provisional_clocks(*, rt: Runtime) -> list[ClockView]:
-    """Deadlines computed without holiday data, for supervisors to see."""
-    with rt.db.read() as conn:
-        rows = conn.execute(
-            select(sla_clock).where(sla_clock.c.provisional.is_(True), sla_clock.c.state != "stopped")
-        ).all()
-    return [_view(as_clock(r), rt.calendar, rt.now()) for r in rows]
-
-
-def overdue_cases(*, rt: Runtime, limit: int = 200) -> list[tuple[int, str, datetime]]:
-    """Open cases with a running clock past its deadline: (case id, case number, due_at), oldest first."""
-    with rt.db.read() as conn:
-        rows = conn.execute(
-            select(case.c.id, case.c.number, sla_clock.c.due_at)
-            .join(case, case.c.id == sla_clock.c.case_id)
-            .where(sla_clock.c.state == "running", sla_clock.c.due_at < rt.now())
-            .order_by(sla_clock.c.due_at)
-            .limit(limit)
-        ).all()
-    return [(int(r.id), str(r.number), r.due_at) for r in rows]

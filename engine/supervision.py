@@ -37,7 +37,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from engine import access, escalation, notify, orgs, search, sla
+from engine import access, escalation, notify, orgs, search, sla, sla_views
 from engine.errors import Conflict, InvalidInput, PermissionDenied
 from engine.runtime import Runtime
 from engine.store.models import case, human_task, sla_clock
@@ -76,7 +76,7 @@ MAX_MARK = 200
 
 @dataclass(frozen=True, slots=True)
 class ClockExplained:
-    clock: sla.ClockView
+    clock: sla_views.ClockView
     clock_key: str  # what an extension names (the step's BPMN id unless the diagram sets ``sla_clock``)
     explain: list[str]  # "why is this red?", one plain line each (zh-CN)
 
@@ -140,7 +140,7 @@ def case_sla(who: access.Principal, case_id: int, *, rt: Runtime) -> CaseSla:
 
 
 def _case_sla(rt: Runtime, row: Any) -> CaseSla:
-    views = sla.case_clocks(int(row.id), rt=rt)
+    views = sla_views.case_clocks(int(row.id), rt=rt)
     with rt.db.read() as conn:
         found = conn.execute(
             select(sla_clock.c.id, sla_clock.c.clock_key).where(sla_clock.c.case_id == row.id)
@@ -156,7 +156,9 @@ def _case_sla(rt: Runtime, row: Any) -> CaseSla:
         sla_status=search.worst_status([c.status for c in live]) if live else "none",
         due_at=min(dues) if dues else None,
         clocks=[
-            ClockExplained(c, str(keys.get(c.id, c.task_spec)), sla.explain_clock(c, calendar=rt.calendar))
+            ClockExplained(
+                c, str(keys.get(c.id, c.task_spec)), sla_views.explain_clock(c, calendar=rt.calendar)
+            )
             for c in views
         ],
     )
@@ -285,7 +287,7 @@ def _check_limit(limit: int) -> None:
 
 def overdue(who: access.Principal, *, rt: Runtime, limit: int = 200) -> list[WatchRow]:
     """Running clocks past their deadline in the caller's area, most overdue first (the rule of
-    ``sla.overdue_cases`` and of the case list's ``overdue`` filter, scoped)."""
+    ``sla_views.overdue_cases`` and of the case list's ``overdue`` filter, scoped)."""
     _check_limit(limit)
     paths = _area_paths(who)
     with rt.db.read() as conn:
@@ -294,7 +296,7 @@ def overdue(who: access.Principal, *, rt: Runtime, limit: int = 200) -> list[Wat
 
 def provisional(who: access.Principal, *, rt: Runtime, limit: int = 200) -> list[WatchRow]:
     """Live clocks of the caller's area whose deadline was computed without holiday data (weekends
-    only), nearest first — as ``sla.provisional_clocks``, scoped."""
+    only), nearest first — as ``sla_views.provisional_clocks``, scoped."""
     _check_limit(limit)
     paths = _area_paths(who)
     with rt.db.read() as conn:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from engine import notify, sla
+from engine import notify, sla_views
 from engine.calendar import WorkCalendar
 from engine.clock import SHANGHAI, FixedClock
 from engine.runtime import Runtime
@@ -135,7 +135,7 @@ def test_suspend_then_resume_moves_the_deadline_by_the_paused_working_time(
     [handle] = before.get_json()["clocks"]
     assert at(handle["due_at"]) == sh("2025-03-03T11:00") and handle["state"] == "running"
     thresholds = ("warn_pct", "supervise_after", "escalate_after", "policy_sources")
-    view = sla.case_clocks(x, rt=api_rt)[0]
+    view = sla_views.case_clocks(x, rt=api_rt)[0]
     assert {k: handle[k] for k in thresholds} == {k: getattr(view, k) for k in thresholds}
     assert set(handle["policy_sources"]) == {"sla", "warn_at", "supervise_after", "escalate_after"}
     assert handle["supervise_at"] is not None and at(handle["supervise_at"]) == view.supervise_at

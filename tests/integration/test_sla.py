@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, func, select
 
-from engine import cases, escalation, projection, sla, tasks
+from engine import cases, escalation, projection, sla, sla_views, tasks
 from engine.calendar import WorkCalendar
 from engine.clock import SHANGHAI, FixedClock
 from engine.errors import Conflict, InvalidInput
@@ -54,7 +54,7 @@ def audit_count(rt: Runtime, case_id: int, action: str) -> int:
 
 def test_a_task_clock_gets_its_rungs_from_the_bpmn_properties(slaed: Runtime) -> None:
     started = start(slaed)  # Monday 2025-03-03 09:00
-    [clock] = sla.case_clocks(started.id, rt=slaed)
+    [clock] = sla_views.case_clocks(started.id, rt=slaed)
     assert (clock.task_spec, clock.budget, clock.state, clock.status) == (
         "handle",
         "2WH",
@@ -73,13 +73,13 @@ def test_each_rung_fires_exactly_once_and_the_bpmn_boundary_routes_the_overdue_s
     clock.set(sh("2025-03-03T10:00:01"))
     assert [rung for _, rung in escalation.fire_due_rungs(rt=slaed).fired] == ["warning"]
     assert escalation.fire_due_rungs(rt=slaed).fired == []  # nothing twice
-    assert sla.case_clocks(started.id, rt=slaed)[0].status == "warning"
+    assert sla_views.case_clocks(started.id, rt=slaed)[0].status == "warning"
 
     clock.set(sh("2025-03-03T11:00:01"))
     assert [rung for _, rung in escalation.fire_due_rungs(rt=slaed).fired] == ["overdue"]
     assert escalation.fire_due_rungs(rt=slaed).fired == []
     assert set(ready(slaed, started.id)) == {"escalated"}  # sla_overdue boundary → community
-    [handle_clock] = sla.case_clocks(started.id, rt=slaed)
+    [handle_clock] = sla_views.case_clocks(started.id, rt=slaed)
     assert handle_clock.state == "stopped" and handle_clock.status == "overdue"
     assert handle_clock.consumed_seconds == 2 * 3600 + 1  # stopped by the boundary at 11:00:01
     assert (audit_count(slaed, started.id, "sla.warning"), audit_count(slaed, started.id, "sla.overdue")) == (
@@ -98,7 +98,7 @@ def test_a_rung_of_a_completed_step_does_not_fire(slaed: Runtime, clock: FixedCl
     )
     clock.set(sh("2025-03-10T12:00"))
     assert escalation.fire_due_rungs(rt=slaed).fired == []
-    [stopped] = sla.case_clocks(started.id, rt=slaed)
+    [stopped] = sla_views.case_clocks(started.id, rt=slaed)
     assert (stopped.state, stopped.status, stopped.consumed_seconds) == ("stopped", "on_time", 0)
 
 
@@ -116,7 +116,7 @@ def test_suspending_stops_the_clock_and_resuming_moves_the_deadline_by_the_pause
         )
     assert refused.value.code == "case.suspended"
     assert sla.resume_case(started.id, rt=slaed, actor="supervisor_s1") == 1
-    [resumed] = sla.case_clocks(started.id, rt=slaed)
+    [resumed] = sla_views.case_clocks(started.id, rt=slaed)
     assert resumed.due_at == sh("2025-03-04T11:00")  # Mon 11:00 + 7.5 working hours paused
     assert resumed.pauses[0]["reason"] == "等待司法鉴定" and resumed.pauses[0]["to"]
     assert resumed.consumed_seconds == 30 * 60
@@ -130,7 +130,7 @@ def test_an_approved_extension_grows_the_budget_and_the_clock_follows_the_handle
     tasks.complete_task(
         ready(slaed, started.id)["handle"].id, rt=slaed, actor="gw_g1", data={"action": "request_extension"}
     )
-    [held] = sla.case_clocks(started.id, rt=slaed)[:1]
+    [held] = sla_views.case_clocks(started.id, rt=slaed)[:1]
     assert held.state == "running" and held.task_spec == "handle"  # held by the street's decision
     decision = ready(slaed, started.id)["extension_decision"]
     with pytest.raises(InvalidInput) as capped:
@@ -147,7 +147,7 @@ def test_an_approved_extension_grows_the_budget_and_the_clock_follows_the_handle
         actor="street_s1",
         data={"decision": "approve", "extension": "2WH", "reason": "需协调多部门"},
     )
-    clocks = {c.task_spec: c for c in sla.case_clocks(started.id, rt=slaed)}
+    clocks = {c.task_spec: c for c in sla_views.case_clocks(started.id, rt=slaed)}
     assert clocks["handle"].due_at == sh("2025-03-03T14:30")  # 11:00 + 2WH across lunch
     assert clocks["handle"].extensions[0]["added"] == "2WH"
     assert clocks["handle"].task_id == ready(slaed, started.id)["handle"].id  # same clock, back with handler
@@ -161,7 +161,7 @@ def test_a_rejected_extension_leaves_the_budget_alone(slaed: Runtime) -> None:
     )
     decision = ready(slaed, started.id)["extension_decision"]
     tasks.complete_task(decision.id, rt=slaed, actor="street_s1", data={"decision": "reject"})
-    handle = next(c for c in sla.case_clocks(started.id, rt=slaed) if c.task_spec == "handle")
+    handle = next(c for c in sla_views.case_clocks(started.id, rt=slaed) if c.task_spec == "handle")
     assert handle.due_at == sh("2025-03-03T11:00") and handle.extensions == []
 
 
@@ -171,15 +171,15 @@ def test_a_deadline_in_an_uncovered_year_is_provisional_then_recomputed_when_its
     slaed.calendar = WorkCalendar(tmp_path)
     clock.set(sh("2026-12-31T17:00"))
     started = start(slaed)
-    [clock_view] = sla.case_clocks(started.id, rt=slaed)
+    [clock_view] = sla_views.case_clocks(started.id, rt=slaed)
     assert clock_view.provisional and "2027" in (clock_view.provisional_reason or "")
     assert clock_view.due_at == sh("2027-01-01T10:00")  # weekends only: Friday counts, for now
-    assert [c.id for c in sla.provisional_clocks(rt=slaed)] == [clock_view.id]
+    assert [c.id for c in sla_views.provisional_clocks(rt=slaed)] == [clock_view.id]
     (tmp_path / "2027.json").write_text(
         json.dumps({"year": 2027, "holidays": {"2027-01-01": "元旦"}, "workdays": {}}), encoding="utf-8"
     )
     assert sla.recompute_provisional(rt=slaed) == 1
-    [recomputed] = sla.case_clocks(started.id, rt=slaed)
+    [recomputed] = sla_views.case_clocks(started.id, rt=slaed)
     assert not recomputed.provisional and recomputed.due_at == sh("2027-01-04T10:00")
     assert "2027:" in recomputed.calendar_version
 
@@ -206,12 +206,12 @@ def test_reminders_and_supervision_by_hand_are_logged_and_notified(slaed: Runtim
 def test_why_is_this_red_is_answered_from_the_clock_alone(slaed: Runtime, clock: FixedClock) -> None:
     started = start(slaed)
     clock.set(sh("2025-03-03T11:30"))
-    [view] = sla.case_clocks(started.id, rt=slaed)
-    lines = sla.explain_clock(view, calendar=slaed.calendar)
+    [view] = sla_views.case_clocks(started.id, rt=slaed)
+    lines = sla_views.explain_clock(view, calendar=slaed.calendar)
     assert any("2WH" in line for line in lines) and any(
         "截止 2025-03-03T11:00:00+08:00" in line for line in lines
     )
-    assert [number for _, number, _ in sla.overdue_cases(rt=slaed)] == [started.number]
+    assert [number for _, number, _ in sla_views.overdue_cases(rt=slaed)] == [started.number]
 
 
 def test_a_scheduler_killed_mid_batch_loses_nothing_and_doubles_nothing(
@@ -245,7 +245,7 @@ def test_a_scheduler_killed_mid_batch_loses_nothing_and_doubles_nothing(
     assert escalation.fire_due_rungs(rt=restarted).fired == []
     assert audit_count(slaed, first.id, "sla.warning") == 1
     assert audit_count(slaed, second.id, "sla.warning") == 1
-    assert [c.status for c in sla.case_clocks(second.id, rt=slaed)] == ["warning"]
+    assert [c.status for c in sla_views.case_clocks(second.id, rt=slaed)] == ["warning"]
     with slaed.db.read() as conn:
         topics = [r[0] for r in conn.execute(select(outbox.c.topic).where(outbox.c.case_id == second.id))]
     assert topics.count("sla.warning") == 1
@@ -324,12 +324,14 @@ def test_a_clock_counts_in_its_units_working_hours_and_records_them(
         orgs.set_working_hours(conn, "c1", "08:00-12:00,14:00-18:00")  # the grid g1 inherits it
     clock.set(sh("2025-03-03T11:00"))
     started = start(slaed)
-    [view] = sla.case_clocks(started.id, rt=slaed)
+    [view] = sla_views.case_clocks(started.id, rt=slaed)
     assert view.working_hours == "08:00-12:00, 14:00-18:00"
     assert view.due_at == sh("2025-03-03T15:00")  # 11–12, then 14–15 (the default would give 14:30)
     with slaed.db.write() as conn:
         orgs.set_working_hours(conn, "c1", None)
-    [unchanged] = sla.case_clocks(started.id, rt=slaed)  # a running clock keeps the hours it started with
+    [unchanged] = sla_views.case_clocks(
+        started.id, rt=slaed
+    )  # a running clock keeps the hours it started with
     assert unchanged.due_at == sh("2025-03-03T15:00")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from engine import cases, escalation, sla, tasks
+from engine import cases, escalation, sla_views, tasks
 from engine.clock import SHANGHAI, FixedClock
 from engine.errors import InvalidInput
 from engine.runtime import Runtime
@@ -45,11 +45,11 @@ def accept(rt: Runtime, case_id: int) -> None:
     tasks.complete_task(ready(rt, case_id)["accept"].id, rt=rt, actor="gw_g1", data={})
 
 
-def clock_of(rt: Runtime, case_id: int, task_spec: str) -> sla.ClockView:
-    return [c for c in sla.case_clocks(case_id, rt=rt) if c.task_spec == task_spec][-1]
+def clock_of(rt: Runtime, case_id: int, task_spec: str) -> sla_views.ClockView:
+    return [c for c in sla_views.case_clocks(case_id, rt=rt) if c.task_spec == task_spec][-1]
 
 
-def thresholds(clock: sla.ClockView) -> tuple[str, int | None, str | None, str | None]:
+def thresholds(clock: sla_views.ClockView) -> tuple[str, int | None, str | None, str | None]:
     return clock.budget, clock.warn_pct, clock.supervise_after, clock.escalate_after
 
 
@@ -116,7 +116,7 @@ def test_the_rungs_fire_at_the_categorys_thresholds(tiered: Runtime, clock: Fixe
 def test_explain_says_where_each_threshold_came_from(tiered: Runtime) -> None:
     case = start(tiered, "noise")
     accept(tiered, case.id)
-    lines = sla.explain_clock(clock_of(tiered, case.id, "handle"), calendar=tiered.calendar)
+    lines = sla_views.explain_clock(clock_of(tiered, case.id, "handle"), calendar=tiered.calendar)
     text = "\n".join(lines)
     assert "时限 5WD（依据：变量 sla_budget）" in text
     assert "用时 75%" in text and "（依据：任务属性）" in text
@@ -144,7 +144,7 @@ def test_a_bad_value_from_the_routing_table_refuses_the_step_and_changes_nothing
     assert "handle" in err.message and variable in err.message and value in err.message
     assert cases.get_case(case.id, rt=tiered).version == before
     assert set(ready(tiered, case.id)) == {"accept"}
-    assert [c.task_spec for c in sla.case_clocks(case.id, rt=tiered)] == ["accept"]
+    assert [c.task_spec for c in sla_views.case_clocks(case.id, rt=tiered)] == ["accept"]
 
 
 def test_a_spec_stored_before_process_defaults_existed_still_runs(tiered: Runtime) -> None:
@@ -169,9 +169,9 @@ def test_a_clock_started_before_sources_were_recorded_still_reads_and_explains(t
     case = start(tiered, "noise")
     with tiered.db.write() as conn:
         conn.execute(update(sla_clock).where(sla_clock.c.case_id == case.id).values(policy_sources=None))
-    [old] = sla.case_clocks(case.id, rt=tiered)
+    [old] = sla_views.case_clocks(case.id, rt=tiered)
     assert old.policy_sources is None
-    lines = sla.explain_clock(old, calendar=tiered.calendar)
+    lines = sla_views.explain_clock(old, calendar=tiered.calendar)
     assert any(line.startswith("预警（黄灯）：用时 60%") and "依据" not in line for line in lines)
     accept(tiered, case.id)  # the old clock stops, the next starts as usual
     assert clock_of(tiered, case.id, "accept").state == "stopped"

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from engine import audit, cases, sla, tasks
+from engine import audit, cases, sla, sla_views, tasks
 from engine.clock import SHANGHAI, FixedClock
 from engine.errors import Conflict, EngineError, InvalidInput, PermissionDenied
 from engine.runtime import Runtime
@@ -87,8 +87,10 @@ def events(rt: Runtime, case_id: int, action: str) -> list[audit.AuditEvent]:
         return [e for e in audit.timeline(conn, case_id) if e.action == action]
 
 
-def clock_of(rt: Runtime, case_id: int, key: str) -> sla.ClockView:
-    [found] = [c for c in sla.case_clocks(case_id, rt=rt) if c.task_spec == key and c.state != "stopped"]
+def clock_of(rt: Runtime, case_id: int, key: str) -> sla_views.ClockView:
+    [found] = [
+        c for c in sla_views.case_clocks(case_id, rt=rt) if c.task_spec == key and c.state != "stopped"
+    ]
     return found
 
 
@@ -206,7 +208,7 @@ def test_an_extension_request_hands_the_handlers_clock_to_the_street_and_back_sa
         ("dept_urban", "s1", 3600, "system"),
         ("s1", "dept_urban", 1800, "system"),
     ]
-    explained = sla.explain_clock(back, calendar=wo.calendar)
+    explained = sla_views.explain_clock(back, calendar=wo.calendar)
     assert [line.split("：", 1)[1] for line in explained if line.startswith("改派 ")] == [
         "dept_urban → s1，dept_urban 用时 60 分钟工作时间（system）",
         "s1 → dept_urban，s1 用时 30 分钟工作时间（system）",
