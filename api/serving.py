@@ -18,6 +18,8 @@ The price of one thread: a client that sends a request slowly holds its worker u
 ``GRIDCASE_READ_TIMEOUT_S`` (default 5) passes; then the connection is closed. New connections are not
 read until they are readable, so an open but silent connection holds nothing. Exposed to the internet,
 put a buffering proxy (nginx) in front, as gunicorn advises for its sync worker.
+
+The only module that imports gunicorn; it knows nothing of the app it serves (no flask, api or engine).
 """
 
 from __future__ import annotations
