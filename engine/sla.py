@@ -292,14 +292,8 @@ def _record_hand_over(
     since the clock's last hand-over, or since it started)."""
     m = as_clock(step.conn.execute(select(sla_clock).where(sla_clock.c.id == clock_id)).one())
     consumed = consumed_seconds(step.rt.calendar, m, step.now)
-    earlier = 0
-    for (after,) in step.conn.execute(
-        select(audit_event.c.after)
-        .where(audit_event.c.case_id == step.case_id, audit_event.c.action == "sla.handed_over")
-        .order_by(audit_event.c.id)
-    ):
-        if isinstance(after, dict) and after.get("clock_id") == clock_id:
-            earlier = int(after.get("consumed_seconds") or 0)
+    before = hand_overs(step.conn, step.case_id).get(clock_id)
+    earlier = before[-1].consumed_seconds if before else 0
     summary: dict[str, object] = {
         "clock_id": clock_id,
         "clock_key": m["clock_key"],
@@ -319,6 +313,49 @@ def _record_hand_over(
         after={**summary, "org_unit_id": to_unit, **({"reason": reason} if reason else {})},
     )
     return summary
+
+
+@dataclass(frozen=True, slots=True)
+class HandOver:
+    """The clock changed hands (改派, or an extension request going up and its answer coming back):
+    ``from_unit`` had spent ``spent_seconds`` of working time on it since the last change, of
+    ``consumed_seconds`` on the clock in all."""
+
+    at: datetime
+    from_unit: str | None
+    to_unit: str | None
+    spent_seconds: int
+    consumed_seconds: int
+    actor: str | None
+    reason: str | None
+
+
+def hand_overs(conn: Connection, case_id: int) -> dict[int, list[HandOver]]:
+    """The case's ``sla.handed_over`` audit events, by clock id, oldest first."""
+    found: dict[int, list[HandOver]] = {}
+    for at, actor, after in conn.execute(
+        select(audit_event.c.at, audit_event.c.actor_id, audit_event.c.after)
+        .where(audit_event.c.case_id == case_id, audit_event.c.action == "sla.handed_over")
+        .order_by(audit_event.c.id)
+    ):
+        if not isinstance(after, dict) or not isinstance(after.get("clock_id"), int):
+            continue
+        found.setdefault(after["clock_id"], []).append(
+            HandOver(
+                at=at,
+                from_unit=_text(after.get("from_unit")),
+                to_unit=_text(after.get("to_unit")),
+                spent_seconds=int(after.get("spent_seconds") or 0),
+                consumed_seconds=int(after.get("consumed_seconds") or 0),
+                actor=actor,
+                reason=_text(after.get("reason")),
+            )
+        )
+    return found
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _key(policy: ClockPolicy | None) -> str | None:

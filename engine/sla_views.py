@@ -1,5 +1,6 @@
-"""Reading SLA clocks: ``ClockView`` (with its hand-overs, ``HandOver``), a case's clocks, "why is this
-red?" explanations (``explain_clock``), and the supervisors' provisional and overdue lists.
+"""Reading SLA clocks: ``ClockView`` (with its hand-overs, as ``engine.sla.hand_overs`` reads them), a
+case's clocks, "why is this red?" explanations (``explain_clock``), and the supervisors' provisional
+and overdue lists.
 
 Writes nothing: starting, stopping, handing over, suspending and extending clocks is ``engine.sla``'s.
 Must not import flask, api or celery.
@@ -10,26 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 
 from engine.calendar import DEFAULT_HOURS, WorkCalendar, explain
 from engine.runtime import Runtime
-from engine.sla import ClockRow, as_clock, consumed_seconds, hours_of
+from engine.sla import ClockRow, HandOver, as_clock, consumed_seconds, hand_overs, hours_of
 from engine.sla_policy import DEFAULT_ESCALATE_AFTER, DEFAULT_SUPERVISE_AFTER, Source
-from engine.store.models import audit_event, case, sla_clock
-
-
-@dataclass(frozen=True, slots=True)
-class HandOver:
-    """The clock changed hands (改派, or an extension request going up and its answer coming back):
-    ``from_unit`` had spent ``spent_seconds`` of working time on it since the last change."""
-
-    at: datetime
-    from_unit: str | None
-    to_unit: str | None
-    spent_seconds: int
-    actor: str | None
-    reason: str | None
+from engine.store.models import case, sla_clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,39 +56,12 @@ def case_clocks(case_id: int, *, rt: Runtime) -> list[ClockView]:
         rows = conn.execute(
             select(sla_clock).where(sla_clock.c.case_id == case_id).order_by(sla_clock.c.id)
         ).all()
-        handovers = _handovers(conn, case_id)
+        handovers = hand_overs(conn, case_id)
     now = rt.now()
     return [
         replace(view, handovers=tuple(handovers.get(view.id, ())))
         for view in (_view(as_clock(r), rt.calendar, now) for r in rows)
     ]
-
-
-def _handovers(conn: Connection, case_id: int) -> dict[int, list[HandOver]]:
-    """The case's ``sla.handed_over`` audit events, by clock, oldest first."""
-    found: dict[int, list[HandOver]] = {}
-    for at, actor, after in conn.execute(
-        select(audit_event.c.at, audit_event.c.actor_id, audit_event.c.after)
-        .where(audit_event.c.case_id == case_id, audit_event.c.action == "sla.handed_over")
-        .order_by(audit_event.c.id)
-    ):
-        if not isinstance(after, dict) or not isinstance(after.get("clock_id"), int):
-            continue
-        found.setdefault(after["clock_id"], []).append(
-            HandOver(
-                at=at,
-                from_unit=_text(after.get("from_unit")),
-                to_unit=_text(after.get("to_unit")),
-                spent_seconds=int(after.get("spent_seconds") or 0),
-                actor=actor,
-                reason=_text(after.get("reason")),
-            )
-        )
-    return found
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _view(m: ClockRow, calendar: WorkCalendar, now: datetime) -> ClockView:
