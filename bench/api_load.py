@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,62 @@ from engine.runtime import Runtime  # noqa: E402
 from engine.store.db import Database  # noqa: E402
 
 PASSWORD = "bench-pass-123"
-LIFECYCLE_STEPS = 7  # requests in one lifecycle: intake, list, claim, complete, case, claim, complete
 GRIDS = [f"g{i}" for i in range(1, 9)]
 COMMUNITY = {"g1": "c1", "g2": "c1", "g3": "c2", "g4": "c2", "g5": "c3", "g6": "c3", "g7": "c4", "g8": "c4"}
+STREET = {"c1": "s1", "c2": "s1", "c3": "s2", "c4": "s2"}
+# Street-level categories of workflows/work_order/routing.dmn, each with one lead department and no
+# co-departments: client i reports category i mod 5, so the orders reach four departments.
+CATEGORIES = {
+    "noise": "dept_urban",
+    "garbage": "dept_urban",
+    "public_security": "dept_police",
+    "welfare": "dept_civil_affairs",
+    "dispute_legal": "dept_justice",
+}
+# The work-order main line (workflows/work_order/scenarios/happy_path.json): task, who does it, form data.
+WORK_ORDER_STEPS: tuple[tuple[str, str, dict[str, object]], ...] = (
+    ("accept", "community", {"decision": "accept", "opinion": "属实，受理"}),
+    ("dispatch", "street", {"dispatch_decision": "confirm"}),
+    ("claim", "department", {"claim_decision": "claim"}),
+    ("handle", "department", {"handle_result": "done", "handle_summary": "已到现场处置"}),
+    ("feedback", "department", {"feedback_summary": "已处置完毕，现场已恢复"}),
+    ("verify", "community", {"verify_result": "pass"}),
+    ("follow_up", "caller", {"rating": "satisfied", "contact_result": "phone"}),
+)
+DEMO_STEPS: tuple[tuple[str, str, dict[str, object]], ...] = (
+    ("handle", "reporter", {"result": "已处置"}),
+    ("verify", "community", {"verify_result": "pass"}),
+)
+PROCESS_STEPS = {"work_order": WORK_ORDER_STEPS, "demo": DEMO_STEPS}
+
+
+def lifecycle_requests(process: str) -> int:
+    """Requests in one lifecycle: intake, one work list, a case read, a claim and a complete a task, and
+    the reporter's read of the closed case."""
+    return 3 + 3 * len(PROCESS_STEPS[process])
+
+
+@dataclass(frozen=True)
+class Cast:
+    """Who plays each part in client ``i``'s lifecycles: login by part, grid and category."""
+
+    grid: str
+    category: str
+    people: dict[str, str]
+
+    @classmethod
+    def of_client(cls, i: int) -> Cast:
+        grid = GRIDS[i % len(GRIDS)]
+        category = list(CATEGORIES)[i % len(CATEGORIES)]
+        community = COMMUNITY[grid]
+        people = {
+            "reporter": f"gw_{grid}",
+            "community": f"community_{community}",
+            "street": f"street_{STREET[community]}",
+            "department": f"{CATEGORIES[category]}_1",
+            "caller": "caller_1",
+        }
+        return cls(grid, category, people)
 
 
 def prepare(url: str) -> None:
@@ -66,11 +120,12 @@ def prepare(url: str) -> None:
     rt = Runtime(db=db)
     with db.write() as conn:
         load_demo_org(conn, now=rt.now(), password_for=lambda _p: PASSWORD)
-    validation = specs.validate(
-        specs.read_sources([ROOT / "workflows" / "demo"]), forms_dir=ROOT / "forms", sandbox=rt.sandbox
-    )
-    with db.write() as conn:
-        specs.deploy(conn, validation, actor="owner_1", now=rt.now())
+    for process in ("work_order", "demo"):
+        validation = specs.validate(
+            specs.read_sources([ROOT / "workflows" / process]), forms_dir=ROOT / "forms", sandbox=rt.sandbox
+        )
+        with db.write() as conn:
+            specs.deploy(conn, validation, actor="owner_1", now=rt.now())
     db.dispose()
 
 
@@ -196,27 +251,41 @@ class Client:
         return str(found["token"])  # type: ignore[index]
 
 
-def lifecycle(c: Client, grid: str, worker: str, community: str, n: int) -> int:
-    """One demo case from intake to closure over HTTP; returns the number of tasks completed (2)."""
-    found = c.call(
-        "intake",
-        "POST",
-        "/api/cases",
-        {"process_id": "demo", "title": f"bench {grid} {n}", "grid_id": grid, "channel": "web"},
-        worker,
-    )
+def intake_body(process: str, cast: Cast, n: int) -> dict[str, object]:
+    if process == "demo":
+        return {"process_id": "demo", "title": f"bench {cast.grid} {n}", "grid_id": cast.grid, "channel": "web"}
+    return {
+        "process_id": "work_order",
+        "title": f"bench {cast.category} {cast.grid} {n}",
+        "grid_id": cast.grid,
+        "channel": "hotline_12345",
+        "category": cast.category,
+        "description": "市民来电反映：小区东门附近问题持续多日，请尽快处理",
+        "address": "青山街道示范路1号",
+        "reporter": {"name": "市民", "phone": "13800000000", "address_detail": "3栋2单元501"},
+    }
+
+
+def lifecycle(c: Client, process: str, cast: Cast, tokens: dict[str, str], n: int) -> int:
+    """One case from intake to closure over HTTP, as its handlers' apps would drive it: the reporter's
+    intake, the community's work list, then per task the handler reads the case, claims the task and
+    completes it. Returns the number of tasks completed."""
+    found = c.call("intake", "POST", "/api/cases", intake_body(process, cast, n), tokens["reporter"])
     case_id = found["id"]  # type: ignore[index]
-    handle = next(t["id"] for t in found["tasks"] if t["state"] == "ready")  # type: ignore[index]
-    c.call("list", "GET", "/api/tasks?limit=20", token=worker)
-    c.call("claim", "POST", f"/api/tasks/{handle}/claim", token=worker)
-    c.call("complete", "POST", f"/api/tasks/{handle}/complete", {"data": {"result": "已处置"}}, worker)
-    case = c.call("case", "GET", f"/api/cases/{case_id}", token=community)
-    verify = next(t["id"] for t in case["tasks"] if t["state"] == "ready")  # type: ignore[index]
-    c.call("claim", "POST", f"/api/tasks/{verify}/claim", token=community)
-    c.call(
-        "complete", "POST", f"/api/tasks/{verify}/complete", {"data": {"verify_result": "pass"}}, community
-    )
-    return 2
+    c.call("list", "GET", "/api/tasks?limit=20", token=tokens["community"])
+    steps = PROCESS_STEPS[process]
+    for spec, part, data in steps:
+        token = tokens[part]
+        case = c.call("case", "GET", f"/api/cases/{case_id}", token=token)
+        ready = [t["id"] for t in case["tasks"] if t["state"] == "ready" and t["task_spec"] == spec]  # type: ignore[index]
+        if not ready:
+            raise RuntimeError(f"case {case_id}: no ready {spec!r} task for {cast.people[part]}")
+        c.call("claim", "POST", f"/api/tasks/{ready[0]}/claim", token=token)
+        c.call("complete", "POST", f"/api/tasks/{ready[0]}/complete", {"data": data}, token)
+    closed = c.call("case", "GET", f"/api/cases/{case_id}", token=tokens["reporter"])
+    if closed["status"] != "completed":  # type: ignore[index]
+        raise RuntimeError(f"case {case_id} is {closed['status']!r} after its last task")  # type: ignore[index]
+    return len(steps)
 
 
 def _drive_part(
@@ -226,32 +295,44 @@ def _drive_part(
     barrier: Any,
     stop_at: Any,
     results: Any,
+    process: str,
     in_step: bool = False,
 ) -> None:
     """One load-generator process: ``clients`` threads (client numbers ``first`` …), each logged in
-    before the common start, then looping over lifecycles until ``stop_at``."""
+    before the common start, then looping over lifecycles until ``stop_at``. A person played by several
+    clients of the process logs in once (one device, one token)."""
     stats: dict[str, list[float]] = defaultdict(list)
     lock = threading.Lock()
     done = [0]
     errors: list[str] = []
     ready = threading.Barrier(clients + 1)
     go = threading.Event()  # the common start: nothing is sent or counted before it
+    tokens_of: dict[str, str] = {}
+
+    def token(c: Client, person: str) -> str:
+        with lock:
+            if person in tokens_of:
+                return tokens_of[person]
+        found = c.login(person)
+        with lock:
+            return tokens_of.setdefault(person, found)
 
     def run(i: int) -> None:
-        grid = GRIDS[i % len(GRIDS)]
+        cast = Cast.of_client(i)
         c = Client(port, stats, lock)
+        tokens: dict[str, str] = {}
         try:
-            worker, community = c.login(f"gw_{grid}"), c.login(f"community_{COMMUNITY[grid]}")
+            tokens = {part: token(c, person) for part, person in cast.people.items()}
         finally:
             ready.wait()
         go.wait()
-        if not in_step:  # start at step i mod 7 of a lifecycle (see the module docstring)
-            for _ in range(i % LIFECYCLE_STEPS):
-                c.call("list", "GET", "/api/tasks?limit=20", token=worker)
+        if not in_step:  # start at step i mod (requests a lifecycle) (see the module docstring)
+            for _ in range(i % lifecycle_requests(process)):
+                c.call("list", "GET", "/api/tasks?limit=20", token=tokens["reporter"])
         n = 0
         while time.time() < stop_at.value:
             try:
-                tasks = lifecycle(c, grid, worker, community, n)
+                tasks = lifecycle(c, process, cast, tokens, n)
             except (RuntimeError, OSError) as err:
                 with lock:
                     errors.append(str(err))
@@ -275,7 +356,7 @@ def _drive_part(
 
 
 def drive(
-    port: int, clients: int, seconds: float, processes: int = 1, in_step: bool = False
+    port: int, clients: int, seconds: float, process: str, processes: int = 1, in_step: bool = False
 ) -> tuple[float, dict[str, list[float]], int]:
     """``clients`` keep-alive clients spread over ``processes`` load-generator processes (one Python
     process with many threads queues its own threads behind its GIL, which would show up as server
@@ -290,7 +371,9 @@ def drive(
     for k in range(processes):
         n = share + (1 if k < extra else 0)
         proc = context.Process(
-            target=_drive_part, args=(port, first, n, barrier, stop_at, results, in_step), daemon=True
+            target=_drive_part,
+            args=(port, first, n, barrier, stop_at, results, process, in_step),
+            daemon=True,
         )
         proc.start()
         workers.append(proc)
@@ -320,10 +403,12 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def http_step(c: Client, worker: str, community: str, n: int, stats: dict[str, list[float]]) -> None:
+def http_step(
+    c: Client, process: str, tokens: dict[str, str], n: int, stats: dict[str, list[float]]
+) -> None:
     """One lifecycle over HTTP from a single client; its claim and complete latencies go to ``stats``."""
     c.stats = defaultdict(list)
-    lifecycle(c, "g1", worker, community, n)
+    lifecycle(c, process, Cast.of_client(0), tokens, n)
     stats["http"] += c.stats["claim"] + c.stats["complete"]
 
 
@@ -331,29 +416,33 @@ class ServiceSteps:
     """The same claim and complete steps called in-process (casework → engine) on a SQLite database of
     their own: the service-layer cost that HTTP is measured against."""
 
-    def __init__(self) -> None:
+    def __init__(self, process: str) -> None:
+        self.process = process
         self.folder = Path(tempfile.mkdtemp(prefix="gridcase-svc-"))
         url = f"sqlite:///{self.folder / 'svc.db'}"
         prepare(url)
         self.rt = Runtime(db=Database(url))
+        self.cast = Cast.of_client(0)
         with self.rt.db.read() as conn:
-            self.gw = access.principal(conn, "gw_g1")
-            self.community = access.principal(conn, "community_c1")
+            self.who = {part: access.principal(conn, person) for part, person in self.cast.people.items()}
 
     def lifecycle(self, n: int, stats: dict[str, list[float]]) -> None:
-        rt = self.rt
-        view, _ = casework.report_case(self.gw, casework.Intake("demo", f"svc {n}", "g1", "web"), rt=rt)
-        for who, spec, data in (
-            (self.gw, "handle", {"result": "已处置"}),
-            (self.community, "verify", {"verify_result": "pass"}),
-        ):
+        rt, cast = self.rt, self.cast
+        body = intake_body(self.process, cast, n)
+        data = {k: body[k] for k in ("description", "address", "reporter") if k in body}
+        intake = casework.Intake(
+            self.process, str(body["title"]), cast.grid, str(body["channel"]), body.get("category"), data=data  # type: ignore[arg-type]
+        )
+        view, _ = casework.report_case(self.who["reporter"], intake, rt=rt)
+        for spec, part, form in PROCESS_STEPS[self.process]:
+            who = self.who[part]
             task = next(
                 t for t in casework.my_tasks(who, rt=rt) if t.case_id == view.id and t.task_spec == spec
             )
             t0 = time.perf_counter()
             casework.claim(who, task.id, rt=rt)
             t1 = time.perf_counter()
-            casework.complete(who, task.id, data, rt=rt)
+            casework.complete(who, task.id, form, rt=rt)
             t2 = time.perf_counter()
             stats["service"] += [t1 - t0, t2 - t1]
 
@@ -368,12 +457,12 @@ def step_costs(port: int, rounds: int, service: ServiceSteps) -> tuple[float, fl
     drifts during the run (a shared VM) skews neither side."""
     stats: dict[str, list[float]] = defaultdict(list)
     c = Client(port, defaultdict(list), threading.Lock())
-    worker, community = c.login("gw_g1"), c.login("community_c1")
+    tokens = {part: c.login(person) for part, person in Cast.of_client(0).people.items()}
     for n in range(3):  # warm both paths (caches, first connections) before timing
-        http_step(c, worker, community, -1 - n, defaultdict(list))
+        http_step(c, service.process, tokens, -1 - n, defaultdict(list))
         service.lifecycle(-1 - n, defaultdict(list))
     for n in range(rounds):
-        http_step(c, worker, community, n, stats)
+        http_step(c, service.process, tokens, n, stats)
         service.lifecycle(n, stats)
     return statistics.mean(stats["http"]) * 1000, statistics.mean(stats["service"]) * 1000
 
@@ -385,13 +474,16 @@ def run_backend(
     proc, port = start_server(url, args.workers, args.threads, args.worker_class)
     try:
         http_cost, service_cost = step_costs(port, args.serial_rounds, service)
-        rate, stats, _errors = drive(port, args.clients, args.seconds, args.client_processes, args.in_step)
+        rate, stats, _errors = drive(
+            port, args.clients, args.seconds, args.process, args.client_processes, args.in_step
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     everything = [v for values in stats.values() for v in values]
     print(
-        f"{name}: {args.clients} clients × {args.seconds:g} s, "
+        f"{name}: {args.process} lifecycles ({len(PROCESS_STEPS[args.process])} tasks, "
+        f"{lifecycle_requests(args.process)} requests), {args.clients} clients × {args.seconds:g} s, "
         f"gunicorn {args.workers} workers of {WORKER_CLASSES[args.worker_class]}"
         + (f" × {args.threads} threads" if args.worker_class == "gthread" else "")
     )
@@ -423,6 +515,12 @@ def main() -> None:
     )
     parser.add_argument("--serial-rounds", type=int, default=50)
     parser.add_argument(
+        "--process",
+        default="work_order",
+        choices=sorted(PROCESS_STEPS),
+        help="work_order: the 7-task main line; demo: the 2-task demo process (the bench before session 5)",
+    )
+    parser.add_argument(
         "--in-step",
         action="store_true",
         help="every client starts at intake at the same instant (they then move through lifecycles in step)",
@@ -431,7 +529,7 @@ def main() -> None:
     args.clients = max(1, min(args.clients, 200))
     args.seconds = max(1.0, min(args.seconds, 120.0))
 
-    service = ServiceSteps()
+    service = ServiceSteps(args.process)
     folder = Path(tempfile.mkdtemp(prefix="gridcase-bench-"))
     try:
         rate, p99, http_cost, service_cost = run_backend(
