@@ -35,6 +35,7 @@ from sqlalchemy import ColumnElement, Connection, and_, exists, or_, select
 
 from engine import orgs
 from engine.errors import NotFound
+from engine.store import fastsql
 from engine.store.models import case, human_task, membership, org_unit, person
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "mask_personal",
     "may_see_personal",
     "principal",
+    "sees_case_row",
     "visible_filter",
 ]
 
@@ -139,6 +141,10 @@ def principal(conn: Connection, person_id: str) -> Principal:
     return Principal(person_id=person_id, name=row.name, grants=grants)
 
 
+# One alias for every filter: an alias builds its column collection on first use, ~0.5 ms.
+_VISIBLE_TASK = human_task.alias("visible_task")
+
+
 def visible_filter(who: Principal) -> ColumnElement[bool]:
     """A filter on the ``case`` table: the cases ``who`` may see (see the module docstring)."""
     clauses: list[ColumnElement[bool]] = [case.c.reporter_id == who.person_id]
@@ -147,7 +153,7 @@ def visible_filter(who: Principal) -> ColumnElement[bool]:
         clauses.append(orgs.in_scope(case.c.unit_path, paths))
     pairs = who.task_grants()
     if pairs:
-        mine = human_task.alias("visible_task")
+        mine = _VISIBLE_TASK
         clauses.append(
             exists(
                 select(mine.c.id)
@@ -172,6 +178,28 @@ def sees_case(
         return True
     pairs = set(who.task_grants())
     return bool(pairs) and any((t.role, t.org_unit_id) in pairs for t in tasks)
+
+
+# The (role, unit) pairs of one case's human tasks, prepared: a department's, mediator's or 司法所's every
+# task action checks them on the locked case row.
+_CASE_TASK_GRANTS = fastsql.Statement(
+    "SELECT DISTINCT role, org_unit_id FROM human_task WHERE case_id = :case_id AND role IS NOT NULL"
+)
+
+
+def sees_case_row(
+    conn: Connection, who: Principal, case_id: int, *, unit_path: str | None, reporter_id: str | None
+) -> bool:
+    """``visible_filter``'s rule on one case row already read: reporter and area grants are read off the
+    row; the case's task pairs are queried only for a caller whose task grants could decide it."""
+    if reporter_id is not None and reporter_id == who.person_id:
+        return True
+    if who.covers(unit_path, SUBTREE_ROLES):
+        return True
+    pairs = set(who.task_grants())
+    return bool(pairs) and any(
+        (role, unit) in pairs for role, unit in fastsql.fetch(conn, _CASE_TASK_GRANTS, {"case_id": case_id})
+    )
 
 
 def get_visible_case(conn: Connection, who: Principal, case_id: int) -> Any:

@@ -269,13 +269,14 @@ def task_detail(who: access.Principal, task_id: str, *, rt: Runtime) -> TaskDeta
 
 def _sees_task(who: access.Principal, task_id: str) -> Guard:
     """The guard of a task action: ``task.not_found`` unless ``who`` may see the task's case — checked
-    on the locked row inside the action's own transaction. Reporter and area grants are read off the row;
-    only a grant through one of the case's tasks needs a query."""
+    on the locked row (the case of ``task_id``) inside the action's own transaction. Reporter and area
+    grants are read off the row; only a grant through one of the case's tasks needs a query."""
 
     def guard(conn: Connection, row: CaseRow) -> None:
-        if row.reporter_id == who.person_id or who.covers(row.unit_path, access.SUBTREE_ROLES):
-            return
-        _visible_task(conn, who, task_id)
+        if not access.sees_case_row(
+            conn, who, int(row.id), unit_path=row.unit_path, reporter_id=row.reporter_id
+        ):
+            raise NotFound("task.not_found", f"no task {task_id}", {"task_id": task_id})
 
     return guard
 
