@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import errno
 import gc
+import mmap
 import os
+import select
 import selectors
 import socket
 import ssl
+import struct
 import time
 from datetime import datetime
 from typing import Any
@@ -110,8 +113,41 @@ class Coalesced:
         return getattr(self.sock, name)
 
 
+class Shares:
+    """How many connections each worker holds, in memory every worker shares: it is mapped when this
+    module is imported, in the arbiter, before the workers are forked. Each worker writes its count and
+    the instant of its last turn into its slot (its age modulo ``SLOTS``) every turn.
+
+    A worker holding more connections than the least-loaded live worker leaves new connections to the
+    others. Without it, keep-alive connections opened in a burst while the workers were idle all went
+    to whichever woke first (measured: 51 of the load bench's 52 on one worker, the other idle)."""
+
+    SLOTS = 128
+    STALE_S = 3.0  # a slot whose worker has not turned for this long is gone (crashed or stopped)
+    _SLOT = struct.Struct("qqd")  # pid, open connections, monotonic instant of the last turn
+
+    def __init__(self) -> None:
+        self.memory = mmap.mmap(-1, self.SLOTS * self._SLOT.size)
+
+    def publish(self, slot: int, pid: int, count: int, now: float) -> None:
+        self._SLOT.pack_into(self.memory, slot * self._SLOT.size, pid, count, now)
+
+    def least_other(self, slot: int, now: float) -> int | None:
+        """The fewest connections a live worker other than ``slot``'s holds; None when it is alone."""
+        least = None
+        for other, (pid, count, beat) in enumerate(self._SLOT.iter_unpack(self.memory)):
+            if pid and other != slot and now - beat < self.STALE_S and (least is None or count < least):
+                least = count
+        return least
+
+
+SHARES = Shares()
+
+
 class KeepAliveWorker(base.Worker):
     """See the module docstring."""
+
+    DEFER_S = 0.05  # the longest a new connection is left to the other workers before this one takes it
 
     alive: bool
 
@@ -121,6 +157,8 @@ class KeepAliveWorker(base.Worker):
         self.idle: dict[Connection, None] = {}  # waiting for their next request, oldest expiry first
         self.ready: list[Connection] = []  # a pipelined request already buffered
         self.open_count = 0
+        self.slot = self.age % Shares.SLOTS
+        self.deferred_since: float | None = None  # a new connection has waited for another worker since
         super().init_process()
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -139,18 +177,39 @@ class KeepAliveWorker(base.Worker):
         accepting = True
         while self.alive:
             self.notify()
-            if accepting != (self.open_count < self.cfg.worker_connections):
+            now = time.monotonic()
+            SHARES.publish(self.slot, self.pid, self.open_count, now)
+            least = SHARES.least_other(self.slot, now)
+            over_share = least is not None and self.open_count > least
+            if accepting != (self.open_count < self.cfg.worker_connections and not over_share):
                 accepting = not accepting
-                for listener in self.sockets:  # full: new connections wait in the listen backlog
+                for listener in self.sockets:  # new connections wait in the listen backlog
                     if accepting:
                         self.selector.register(listener, selectors.EVENT_READ, listener)
                     else:
                         self.selector.unregister(listener)
-            self._turn(timeout=0.0 if self.ready else self._wait())
+            timeout = 0.0 if self.ready else self._wait()
+            if over_share and self.open_count < self.cfg.worker_connections:
+                self._take_if_left(now)
+                timeout = min(timeout, self.DEFER_S / 2)
+            self._turn(timeout=timeout)
             if not self.is_parent_alive():
                 break
             self._expire(time.monotonic())
+        SHARES.publish(self.slot, 0, 0, 0.0)
         self._shut()
+
+    def _take_if_left(self, now: float) -> None:
+        """Over its share, the worker leaves new connections to the others, but takes one that has
+        waited ``DEFER_S`` (the others may be busy with a long request, or stuck)."""
+        waiting = select.select(self.sockets, [], [], 0)[0]
+        if not waiting:
+            self.deferred_since = None
+        elif self.deferred_since is None:
+            self.deferred_since = now
+        elif now - self.deferred_since >= self.DEFER_S:
+            self.deferred_since = None
+            self._accept(waiting[0])
 
     def is_parent_alive(self) -> bool:
         if self.ppid != os.getppid():
