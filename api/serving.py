@@ -5,6 +5,7 @@
 One thread per worker process. Idle keep-alive connections wait in a selector; when one becomes
 readable, its next request is read, answered and logged on that same thread, then the connection goes
 back to the selector. Connections that are readable together are served in turn, one request each.
+New connections are spread over the workers by how many each holds (``Shares``).
 
 Why not gunicorn's own classes:
 - ``sync`` closes the connection after every request, so each request of a mobile client or a hotline
