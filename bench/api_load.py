@@ -1,22 +1,22 @@
 """HTTP load benchmark: gunicorn (2 workers of ``api.serving.KeepAliveWorker``, the class gridcase is
 served with) on a temporary SQLite database (and PostgreSQL when DATABASE_URL names a scratch database
-whose name contains "test" or "bench"), N concurrent keep-alive clients on loopback driving demo-process
-lifecycles (login, intake, work list, claim, complete × 2), for a bounded time, with no think time (a
-closed loop: each client sends its next request as soon as the last one is answered). The clients are
-spread over ``--client-processes`` load-generator processes (threads of one Python process would queue
-behind its GIL and show up as server latency); all log in before the common start. Prints completed
-tasks/s, p50/p99 per endpoint, and the HTTP cost of one step against the service-layer cost of the same
-step (engine called in-process), the two measured alternately.
+whose name contains "test" or "bench"), N concurrent keep-alive clients on loopback driving work-order
+lifecycles (``--process work_order``, the default: intake, the community's work list, then for each of
+the 7 tasks of the main line a case read, a claim and a complete by the person who holds it, and a read
+of the closed case; ``--process demo``: the 2-task demo process), for a bounded time, with no think time
+(a closed loop: each client sends its next request as soon as the last one is answered). The clients
+run on an event loop in ``--client-processes`` load-generator processes; all log in before the common
+start. Prints completed tasks/s, p50/p99 per endpoint, and the HTTP cost of one step against the
+service-layer cost of the same step (engine called in-process), the two measured alternately.
 
-Client i starts at step i mod 7 of a lifecycle (it first reads its work list that many times), as
-independent users do. Started all at intake in the same instant (``--in-step``), the clients stay in
-step for the whole run: a server answering in arrival order gives each client one answer per round, so
-every round holds 50 requests of one kind, and a round of intakes lasts three times a round of claims.
-Measured: intake p50 70 ms against claim 25 ms in step, every endpoint about 50 ms spread.
+Client i starts at request i mod (requests a lifecycle) (it first reads its work list that many times),
+as independent users do. Started all at intake in the same instant (``--in-step``), the clients stay in
+step for the whole run: a server answering in arrival order gives each client one answer per round.
 
 ``--worker-class gthread`` (with ``--threads N``) and ``sync`` are there for comparison.
 
-    python bench/api_load.py [--clients 50] [--seconds 15] [--workers 2] [--client-processes 5]
+    python bench/api_load.py [--clients 50] [--seconds 15] [--workers 2] [--client-processes 2]
+                             [--process work_order|demo]
 
 Last line: ``RESULT tasks_per_s=… p99_ms=… http_vs_service=…`` (SQLite figures).
 """
