@@ -160,6 +160,7 @@ def _start_early(request: CaseRequest, *, rt: Runtime, now: datetime) -> tuple[i
         instance = spiff.Instance.start(
             entry.spec, entry.subprocess_specs, rt.sandbox, _routing(request), FixedClock(now)
         )
+        instance.prepare_delta()
     except Exception:  # a speculative start: the real one inside the transaction reports
         return None
     return entry.id, instance

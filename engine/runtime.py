@@ -249,6 +249,7 @@ def run_early(rt: Runtime, task_id: str, work: Callable[[spiff.Instance, Clock],
     now = rt.now()
     try:
         work(instance, FixedClock(now))
+        instance.prepare_delta()  # the save's serialization too, used if nothing changes it in the lock
     except Exception:  # the copy is dropped: the step repeats the work and reports
         return None
     return Early(case_id, version, now, instance)

@@ -555,6 +555,7 @@ class Instance:
         self._saved: dict[UUID, _Fingerprint] = saved if saved is not None else {}
         self._ready: list[ReadyUserTask] | None = None  # from the last scan; None once something changed
         self._scan: tuple[dict[UUID, _Fingerprint], list[Task]] | None = None  # fingerprints, changed tasks
+        self._prepared: _Prepared | None = None  # ``prepare_delta``'s work, good while ``_scan`` is unchanged
 
     # -- creation and loading
     @classmethod
@@ -818,21 +819,43 @@ class Instance:
             yield from sub.tasks.values()
 
     # -- saving
+    def prepare_delta(self) -> None:
+        """Serialize the changed tasks and the workflow's own state now, ahead of ``delta`` (work done
+        before the SQLite write lock). ``delta`` uses it only if nothing ran or changed in between: every
+        method that changes the workflow replaces or clears the scan it is tied to."""
+        if self._ready is None or self._scan is None:
+            return
+        self._prepared = _Prepared(self._scan, *self._serialize(self._scan[1]))
+
     def delta(self) -> StateDelta:
         """Serialize what changed since the last save (all of it the first time)."""
         registry = _serializer().registry
         wf = self.workflow
-        saved = self._saved
+        prepared, self._prepared = self._prepared, None
         if self._ready is not None and self._scan is not None:  # nothing ran since the last scan
             current, changed = self._scan
         else:
             current = {tid: (t.state, t.last_state_change, len(t._children)) for tid, t in wf.tasks.items()}
-            changed = [wf.tasks[tid] for tid, fp in current.items() if saved.get(tid) != fp]
+            changed = [wf.tasks[tid] for tid, fp in current.items() if self._saved.get(tid) != fp]
+        if prepared is not None and self._ready is not None and prepared.scan is self._scan:
+            upserts, body = prepared.upserts, dict(prepared.body)
+        else:
+            upserts, body = self._serialize(changed)
+        # thrown events are read off (and cleared) by the host after the run: taken as they are now
+        body["bpmn_events"] = registry.convert(wf.bpmn_events)
+        deletes = [str(tid) for tid in self._saved.keys() - current.keys()]
+        self._saved = current
+        self._scan = None
+        return StateDelta(json.dumps(body, ensure_ascii=False, default=_json_default), upserts, deletes)
+
+    def _serialize(self, changed: list[Task]) -> tuple[dict[str, str], dict[str, object]]:
+        """The changed tasks as JSON rows, and the workflow's own state but its thrown events."""
+        registry = _serializer().registry
+        wf = self.workflow
         upserts = {
             str(task.id): json.dumps(registry.convert(task), ensure_ascii=False, default=_json_default)
             for task in changed
         }
-        deletes = [str(tid) for tid in saved.keys() - current.keys()]
         body = {
             "typename": registry.typenames[BpmnWorkflow],
             "data": registry.convert(registry.clean(wf.data)),
@@ -842,11 +865,17 @@ class Instance:
             "completed": wf.completed,
             "root": str(wf.task_tree.id),
             "subprocesses": {str(k): registry.convert(v) for k, v in wf.subprocesses.items()},
-            "bpmn_events": registry.convert(wf.bpmn_events),
         }
-        self._saved = current
-        self._scan = None
-        return StateDelta(json.dumps(body, ensure_ascii=False, default=_json_default), upserts, deletes)
+        return upserts, body
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """``Instance.prepare_delta``'s serialization and the scan it was made from."""
+
+    scan: tuple[dict[UUID, _Fingerprint], list[Task]]
+    upserts: dict[str, str]
+    body: dict[str, object]
 
 
 def _stalled(message: str, tasks: list[Task]) -> Conflict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -91,6 +93,32 @@ def test_saving_writes_only_changed_tasks_and_loading_the_rows_restores_the_same
     [ready] = instance.ready_user_tasks()
     assert ready.task_spec == "handle"
     assert ready.data["result"] == "第38次" and ready.data["grid_id"] == "g1"
+
+
+def test_a_save_prepared_ahead_is_used_only_while_nothing_changed_since(demo: spiff.ParsedProcess) -> None:
+    """``prepare_delta`` (run before the SQLite write lock) gives the save exactly what ``delta`` would
+    have; once the workflow changes after it, the save serializes afresh."""
+    instance = spiff.Instance.start(demo.spec, demo.subprocess_specs, Sandbox(), {"grid_id": "g1"}, CLOCK)
+    instance.delta()
+    complete(instance, "handle", {"result": "已处置"})
+    twin = copy.deepcopy(instance)
+    instance.prepare_delta()
+    assert instance.delta() == twin.delta()
+
+    # prepared, then a task's data set: the save carries the new value
+    complete(instance, "verify", {"verify_result": "fail"})
+    instance.prepare_delta()
+    [ready] = instance.ready_user_tasks()
+    instance.update_task_data(ready.task_id, {"org_unit_id": "dept_urban"})
+    assert "dept_urban" in instance.delta().upserts[ready.task_id]
+
+    # prepared, then the engine ran: the save holds that run too
+    instance.prepare_delta()
+    complete(instance, "handle", {"result": "再次处置"})
+    twin = copy.deepcopy(instance)
+    saved = instance.delta()
+    assert saved == twin.delta()
+    assert any("再次处置" in row for row in saved.upserts.values())
 
 
 def test_a_message_thrown_without_a_payload_expression_carries_an_empty_payload() -> None:
