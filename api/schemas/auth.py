@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import marshmallow as ma
 from marshmallow import fields, validate
 
 from api.schemas.common import RequestSchema
+from api.schemas.dumping import ResponseSchema
 
 
 class LoginIn(RequestSchema):
@@ -18,7 +18,7 @@ class LoginIn(RequestSchema):
     )
 
 
-class LoginOut(ma.Schema):
+class LoginOut(ResponseSchema):
     token = fields.String(
         allow_none=True, required=True, metadata={"description": "bearer token, shown once (null for web)"}
     )
@@ -27,7 +27,7 @@ class LoginOut(ma.Schema):
     expires_at = fields.DateTime(required=True)
 
 
-class TokenOut(ma.Schema):
+class TokenOut(ResponseSchema):
     id = fields.Integer(required=True)
     label = fields.String(required=True)
     kind = fields.String(required=True)
@@ -37,14 +37,14 @@ class TokenOut(ma.Schema):
     revoked_at = fields.DateTime(allow_none=True, required=True)
 
 
-class GrantOut(ma.Schema):
+class GrantOut(ResponseSchema):
     role = fields.String(required=True)
     role_label = fields.String(required=True)
     unit_id = fields.String(required=True)
     unit_name = fields.String(required=True)
 
 
-class MeOut(ma.Schema):
+class MeOut(ResponseSchema):
     id = fields.String(required=True)
     name = fields.String(required=True)
     phone = fields.String(allow_none=True, required=True)

@@ -6,6 +6,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from api.schemas.common import RequestSchema, ident
+from api.schemas.dumping import ResponseSchema
 from engine.cases import KINDS, MAX_TITLE
 from engine.casework import CHANNELS
 from engine.search import MAX_PAGE
@@ -62,7 +63,7 @@ class CaseQuery(RequestSchema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE))
 
 
-class CaseSummaryOut(ma.Schema):
+class CaseSummaryOut(ResponseSchema):
     id = fields.Integer(required=True)
     number = fields.String(required=True)
     kind = fields.String(required=True)
@@ -80,12 +81,12 @@ class CaseSummaryOut(ma.Schema):
     closed_at = fields.DateTime(allow_none=True, required=True)
 
 
-class CasePageOut(ma.Schema):
+class CasePageOut(ResponseSchema):
     items = fields.List(fields.Nested(CaseSummaryOut), required=True)
     next_cursor = fields.String(allow_none=True, required=True)
 
 
-class CaseTaskOut(ma.Schema):
+class CaseTaskOut(ResponseSchema):
     id = fields.String(required=True)
     task_spec = fields.String(required=True)
     name = fields.String(required=True)
@@ -99,7 +100,7 @@ class CaseTaskOut(ma.Schema):
     completed_by = fields.String(allow_none=True, required=True)
 
 
-class TimelineOut(ma.Schema):
+class TimelineOut(ResponseSchema):
     id = fields.Integer(required=True)
     at = fields.DateTime(required=True)
     actor_id = fields.String(allow_none=True, required=True)
@@ -109,7 +110,7 @@ class TimelineOut(ma.Schema):
     after = fields.Raw(allow_none=True, required=True)
 
 
-class AttachmentOut(ma.Schema):
+class AttachmentOut(ResponseSchema):
     id = fields.String(required=True)
     case_id = fields.Integer()
     filename = fields.String(required=True)
@@ -119,7 +120,7 @@ class AttachmentOut(ma.Schema):
     created_at = fields.DateTime(required=True)
 
 
-class SlaClockOut(ma.Schema):
+class SlaClockOut(ResponseSchema):
     task_spec = fields.String(required=True)
     budget = fields.String(required=True)
     state = fields.String(required=True)
@@ -128,7 +129,7 @@ class SlaClockOut(ma.Schema):
     warn_due_at = fields.DateTime(allow_none=True, required=True)
 
 
-class SlaOut(ma.Schema):
+class SlaOut(ResponseSchema):
     status = fields.String(required=True, metadata={"description": "none, on_time, warning or overdue"})
     due_at = fields.DateTime(allow_none=True, required=True)
     clocks = fields.List(fields.Nested(SlaClockOut), required=True)
@@ -159,6 +160,6 @@ class MessageIn(RequestSchema):
     payload = fields.Dict(load_default=dict)
 
 
-class MessageOut(ma.Schema):
+class MessageOut(ResponseSchema):
     caught = fields.Boolean(required=True, metadata={"description": "false: no part of the case waited"})
     version = fields.Integer(required=True)

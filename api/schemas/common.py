@@ -6,6 +6,8 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from api.schemas.dumping import ResponseSchema
+
 
 class RequestSchema(ma.Schema):
     """Base of request bodies and queries: an unknown field is a 422, never silently dropped."""
@@ -14,7 +16,7 @@ class RequestSchema(ma.Schema):
         unknown = ma.RAISE
 
 
-class ErrorSchema(ma.Schema):
+class ErrorSchema(ResponseSchema):
     code = fields.String(required=True, metadata={"description": "stable dotted code, e.g. task.not_ready"})
     message = fields.String(required=True)
     details = fields.Dict(required=True)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import marshmallow as ma
 from marshmallow import fields, validate
 
 from api.schemas.common import RequestSchema
+from api.schemas.dumping import ResponseSchema
 from engine.supervision import MAX_MARK, MAX_NOTIFICATIONS
 
 
@@ -14,7 +14,7 @@ class NotificationQuery(RequestSchema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_NOTIFICATIONS))
 
 
-class NotificationOut(ma.Schema):
+class NotificationOut(ResponseSchema):
     id = fields.String(required=True)
     case_id = fields.Integer(allow_none=True, required=True)
     topic = fields.String(required=True, metadata={"description": "e.g. sla.overdue, case.reminder"})
@@ -33,5 +33,5 @@ class MarkReadIn(RequestSchema):
     )
 
 
-class MarkReadOut(ma.Schema):
+class MarkReadOut(ResponseSchema):
     marked = fields.Integer(required=True, metadata={"description": "how many were unread and are now read"})

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import marshmallow as ma
 from marshmallow import fields
 
+from api.schemas.dumping import ResponseSchema
 
-class UnitNodeOut(ma.Schema):
+
+class UnitNodeOut(ResponseSchema):
     id = fields.String(required=True)
     name = fields.String(required=True)
     kind = fields.String(required=True)
@@ -14,7 +15,7 @@ class UnitNodeOut(ma.Schema):
     children = fields.List(fields.Nested(lambda: UnitNodeOut()), required=True)
 
 
-class MemberOut(ma.Schema):
+class MemberOut(ResponseSchema):
     person_id = fields.String(required=True)
     name = fields.String(required=True)
     role = fields.String(required=True)

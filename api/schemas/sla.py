@@ -7,6 +7,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from api.schemas.common import RequestSchema, ident
+from api.schemas.dumping import ResponseSchema
 from engine.supervision import MAX_LIST
 
 # What a hand-given reason or note must be: 1–500 characters, not only blanks.
@@ -33,14 +34,14 @@ class ExtensionIn(RequestSchema):
     reason = fields.String(required=True, validate=_TEXT)
 
 
-class PauseOut(ma.Schema):
+class PauseOut(ResponseSchema):
     from_ = fields.String(required=True, data_key="from", attribute="from", metadata={"format": "date-time"})
     to = fields.String(allow_none=True, required=True, metadata={"description": "null: still suspended"})
     reason = fields.String(allow_none=True, required=True)
     actor = fields.String(allow_none=True, required=True)
 
 
-class ExtensionOut(ma.Schema):
+class ExtensionOut(ResponseSchema):
     added = fields.String(required=True)
     seconds = fields.Integer(required=True)
     by = fields.String(allow_none=True, required=True)
@@ -76,7 +77,7 @@ _CLOCK_FIELDS = (
 )
 
 
-class HandOverOut(ma.Schema):
+class HandOverOut(ResponseSchema):
     at = fields.DateTime(required=True)
     from_unit = fields.String(allow_none=True, required=True, metadata={"description": "whose time it was"})
     to_unit = fields.String(allow_none=True, required=True, metadata={"description": "whose time it is now"})
@@ -87,7 +88,7 @@ class HandOverOut(ma.Schema):
     reason = fields.String(allow_none=True, required=True)
 
 
-class ClockOut(ma.Schema):
+class ClockOut(ResponseSchema):
     """Dumped from ``engine.supervision.ClockExplained``: the clock, its key and its explanation."""
 
     @ma.pre_dump
@@ -154,7 +155,7 @@ class ClockOut(ma.Schema):
     )
 
 
-class CaseSlaOut(ma.Schema):
+class CaseSlaOut(ResponseSchema):
     case_id = fields.Integer(required=True)
     number = fields.String(required=True)
     status = fields.String(required=True, metadata={"description": "the case's status (open, suspended …)"})
@@ -168,7 +169,7 @@ class WatchQuery(RequestSchema):
     limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=MAX_LIST))
 
 
-class WatchRowOut(ma.Schema):
+class WatchRowOut(ResponseSchema):
     case_id = fields.Integer(required=True)
     case_number = fields.String(required=True)
     case_title = fields.String(required=True)

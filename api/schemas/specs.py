@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import marshmallow as ma
 from flask_smorest.fields import Upload
 from marshmallow import fields, validate
 
 from api.schemas.common import RequestSchema, ident
+from api.schemas.dumping import ResponseSchema
 
 
 class SpecQuery(RequestSchema):
     process_id = ident(100)
 
 
-class SpecVersionOut(ma.Schema):
+class SpecVersionOut(ResponseSchema):
     id = fields.Integer(required=True)
     process_id = fields.String(required=True)
     content_hash = fields.String(required=True)
@@ -28,7 +28,7 @@ class SpecUploadIn(RequestSchema):
     files = fields.List(Upload(), required=True, validate=validate.Length(min=1, max=20))
 
 
-class ProblemOut(ma.Schema):
+class ProblemOut(ResponseSchema):
     file = fields.String(required=True)
     element_id = fields.String(allow_none=True, required=True)
     line = fields.Integer(allow_none=True, required=True)
@@ -36,13 +36,13 @@ class ProblemOut(ma.Schema):
     message = fields.String(required=True)
 
 
-class ValidationOut(ma.Schema):
+class ValidationOut(ResponseSchema):
     ok = fields.Boolean(required=True)
     processes = fields.List(fields.String(), required=True)
     problems = fields.List(fields.Nested(ProblemOut), required=True)
 
 
-class DeployedOut(ma.Schema):
+class DeployedOut(ResponseSchema):
     id = fields.Integer(required=True)
     process_id = fields.String(required=True)
     content_hash = fields.String(required=True)

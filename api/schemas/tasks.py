@@ -7,6 +7,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from api.schemas.common import RequestSchema, ident
+from api.schemas.dumping import ResponseSchema
 from engine.actions import ACTIONS, MAX_TEXT
 from engine.casework import MAX_WORK_PAGE
 
@@ -20,7 +21,7 @@ class TaskQuery(RequestSchema):
     limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=MAX_WORK_PAGE))
 
 
-class TaskOut(ma.Schema):
+class TaskOut(ResponseSchema):
     id = fields.String(required=True)
     case_id = fields.Integer(required=True)
     case_number = fields.String(required=True)
@@ -39,7 +40,7 @@ class TaskOut(ma.Schema):
     completed_by = fields.String(allow_none=True, required=True)
 
 
-class TaskPageOut(ma.Schema):
+class TaskPageOut(ResponseSchema):
     items = fields.List(fields.Nested(TaskOut), required=True)
     next_cursor = fields.String(allow_none=True, required=True, metadata={"description": "null: last page"})
 

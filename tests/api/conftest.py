@@ -9,12 +9,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import marshmallow as ma
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from api.app import create_app
 from api.config import Config
+from api.schemas.dumping import ResponseSchema
 from engine import access, accounts, casework, tasks
 from engine.runtime import Runtime
 from tests.conftest import REPO, deploy_folder
@@ -26,6 +28,24 @@ REPORTER = {
     "id_number": "110101199001011234",
     "address_detail": "3栋2单元501",
 }
+
+
+@pytest.fixture(autouse=True)
+def dumps_checked_against_marshmallow(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every response the API tests dump goes through ``ResponseSchema``'s plan and through marshmallow's
+    own ``Schema.dump``; the two must be equal (same keys, order and values)."""
+    planned = ResponseSchema.dump
+    checked: list[str] = []
+
+    def dump(self: ResponseSchema, obj: object, *, many: bool | None = None) -> object:
+        fast = planned(self, obj, many=many)
+        slow = ma.Schema.dump(self, obj, many=many)
+        assert fast == slow and repr(fast) == repr(slow), (type(self).__name__, fast, slow)
+        checked.append(type(self).__name__)
+        return fast
+
+    monkeypatch.setattr(ResponseSchema, "dump", dump)
+    yield checked
 
 
 @pytest.fixture
