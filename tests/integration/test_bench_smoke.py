@@ -1,0 +1,36 @@
+"""``bench/api_load.py`` still runs end to end: a short run per lifecycle (real gunicorn, real clients),
+every request answered, lifecycles completed and the RESULT line printed. Timings are not checked."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.mark.parametrize("process", ["work_order", "demo"])
+def test_the_api_load_bench_completes_lifecycles_without_failed_requests(process: str) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "api_load.py"),
+            *("--process", process, "--clients", "4", "--seconds", "2", "--serial-rounds", "2"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},  # SQLite only: short
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "failed requests" not in out, out
+    assert f"sqlite: {process} lifecycles" in out, out
+    found = re.search(r"^RESULT tasks_per_s=([0-9.]+) p99_ms=([0-9.]+) http_vs_service=([0-9.]+)$", out, re.M)
+    assert found is not None, out
+    assert float(found.group(1)) > 0, out
