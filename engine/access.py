@@ -27,8 +27,9 @@ the reporter. Supervisors, street dispatchers, the command centre and leaders se
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, exists, or_, select
@@ -190,16 +191,15 @@ _CASE_TASK_GRANTS = fastsql.Statement(
 def sees_case_row(
     conn: Connection, who: Principal, case_id: int, *, unit_path: str | None, reporter_id: str | None
 ) -> bool:
-    """``visible_filter``'s rule on one case row already read: reporter and area grants are read off the
-    row; the case's task pairs are queried only for a caller whose task grants could decide it."""
-    if reporter_id is not None and reporter_id == who.person_id:
-        return True
-    if who.covers(unit_path, SUBTREE_ROLES):
-        return True
-    pairs = set(who.task_grants())
-    return bool(pairs) and any(
-        (role, unit) in pairs for role, unit in fastsql.fetch(conn, _CASE_TASK_GRANTS, {"case_id": case_id})
-    )
+    """``sees_case`` on one case row already read; the case's task pairs are queried only when the
+    reporter and area grants did not decide it and the caller holds task grants."""
+    return sees_case(who, unit_path=unit_path, reporter_id=reporter_id, tasks=_task_pairs_of(conn, case_id))
+
+
+def _task_pairs_of(conn: Connection, case_id: int) -> Iterator[SimpleNamespace]:
+    """The case's (role, unit) pairs, read when first iterated."""
+    for role, unit in fastsql.fetch(conn, _CASE_TASK_GRANTS, {"case_id": case_id}):
+        yield SimpleNamespace(role=role, org_unit_id=unit)
 
 
 def get_visible_case(conn: Connection, who: Principal, case_id: int) -> Any:
