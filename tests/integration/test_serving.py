@@ -103,6 +103,15 @@ def _response(stream: IO[bytes]) -> tuple[int, dict[str, str], bytes]:
     return int(status.split()[1]), headers, body
 
 
+def test_requests_are_parsed_by_gunicorns_c_parser() -> None:
+    """gunicorn_h1c is a dependency for its speed; gunicorn's default ``http_parser = "auto"`` falls
+    back to its Python parser without a word when the module is missing or too old."""
+    from gunicorn.config import Config
+    from gunicorn.http import message
+
+    assert message._check_fast_parser(Config())
+
+
 def test_one_connection_carries_many_requests(probe: Server) -> None:
     with probe.connect() as sock:
         stream = sock.makefile("rb")
