@@ -543,6 +543,59 @@ class StateDelta:
 _Fingerprint = tuple[int, float, int]
 
 
+def _do_engine_steps(workflow: BpmnWorkflow) -> None:
+    """``BpmnWorkflow.do_engine_steps`` without walking the whole task tree while no subprocess is live.
+
+    Each of the library's passes steps every live (not completed) subprocess, then lists the READY
+    tasks by walking the task tree depth first from the root (not below predicted tasks) and runs the
+    non-manual ones in that order (each, even if an earlier one of the list changed it); it passes
+    again until a pass runs nothing. While no subprocess is live, a pass steps none, and the READY
+    tasks of the workflow's own task dict are those the walk can reach. They are taken from the dict,
+    put in the walk's order (``_walk_order``) and run the same way. A READY engine task inside a
+    (completed) subprocess or below a predicted task, or a live subprocess, hands over to the
+    library's own passes from there.
+    """
+    ready = TaskState.READY
+    while True:
+        subprocesses = workflow.subprocesses.values()
+        if any(not sub.completed for sub in subprocesses) or any(
+            t.state == ready and not t.task_spec.manual for sub in subprocesses for t in sub.tasks.values()
+        ):
+            workflow.do_engine_steps()
+            return
+        ready_now = [t for t in workflow.tasks.values() if t.state == ready and not t.task_spec.manual]
+        found = _walk_order(ready_now)
+        if found is None:
+            workflow.do_engine_steps()
+            return
+        if not found:
+            break
+        for task in found:
+            task.run()
+    workflow.refresh_timers()
+
+
+_PREDICTED = TaskState.MAYBE | TaskState.LIKELY  # the walk for READY tasks does not look below these
+
+
+def _walk_order(tasks: list[Task]) -> list[Task] | None:
+    """``tasks`` in the order the library's depth-first walk lists them (sorted by the path of child
+    positions from the root); None when one lies below a predicted task, where the walk does not go."""
+    keyed = []
+    for task in tasks:
+        steps = []
+        node = task
+        while node.parent is not None:
+            parent = node.parent
+            if parent.state & _PREDICTED:
+                return None
+            steps.append(parent._children.index(node.id))
+            node = parent
+        keyed.append((tuple(reversed(steps)), task))
+    keyed.sort(key=lambda pair: pair[0])
+    return [task for _, task in keyed]
+
+
 def _fingerprint(task: Task) -> _Fingerprint:
     return (task.state, task.last_state_change, len(task._children))
 
@@ -600,7 +653,7 @@ class Instance:
     def run_engine(self, clock: Clock) -> None:
         with clock_context(clock):
             try:
-                self.workflow.do_engine_steps()
+                _do_engine_steps(self.workflow)
             except (InvalidInput, ScriptError):
                 raise
             except WorkflowException as err:
