@@ -21,6 +21,7 @@ from api.docs import ASSETS_URL
 from api.docs import bp as docs_bp
 from api.errors import register_error_handlers
 from api.health import bp as health_bp
+from api.jsonio import JsonProvider
 from api.schemas.common import ErrorSchema
 from engine.runtime import Runtime
 from engine.scheduler import Scheduler
@@ -80,6 +81,7 @@ class _CookieSessions(SecureCookieSessionInterface):
 def create_app(config: Config | None = None, *, runtime: Runtime | None = None) -> Flask:
     config = config or Config()
     app = Flask(__name__)
+    app.json = JsonProvider(app)
     app.session_interface = _CookieSessions()
     app.config["SECRET_KEY"] = config.secret_key or secrets.token_hex(32)
     app.config["TESTING"] = config.testing

@@ -61,6 +61,7 @@ from SpiffWorkflow.util.task import TaskState
 from engine.clock import Clock, SystemClock
 from engine.errors import Conflict, EngineError, InvalidInput, ScriptError
 from engine.sandbox import Sandbox
+from engine.store.jsontext import loads as json_loads
 
 ProcessSpec = BpmnProcessSpec  # the spec type other modules may name (without importing SpiffWorkflow)
 
@@ -638,8 +639,8 @@ class Instance:
         task_rows: Mapping[str, str],
     ) -> Instance:
         serializer = _serializer()
-        dct = json.loads(body)
-        tasks = {tid: json.loads(text) for tid, text in task_rows.items()}
+        dct = json_loads(body)
+        tasks = {tid: json_loads(text) for tid, text in task_rows.items()}
         dct["tasks"] = _parents_first(tasks, dct["root"])
         # Restored specs are shared objects from the spec cache: the registry passes non-dicts through.
         dct["spec"] = spec

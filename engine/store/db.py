@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.pool import NullPool
 
 from engine.errors import Conflict
+from engine.store.jsontext import loads as json_loads
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _WRITE = "gridcase_write"
@@ -116,7 +117,7 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        kwargs: dict[str, Any] = {"echo": echo, "future": True, "json_deserializer": json_loads}
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             if ":memory:" in url or url in ("sqlite://", "sqlite:///"):
@@ -138,7 +139,9 @@ class Database:
         db.url = url
         db.is_sqlite = url.startswith("sqlite")
         connect_args = {"check_same_thread": False, "timeout": 30} if db.is_sqlite else {}
-        db.engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
+        db.engine = create_engine(
+            url, poolclass=NullPool, connect_args=connect_args, json_deserializer=json_loads
+        )
         db._writer = threading.RLock() if db.is_sqlite else None
         db._depth = 0
         db._lock_fd = _writer_lock_file(url) if db.is_sqlite else None

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
+from engine.store.jsontext import loads as json_loads
+
 _NAMED = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
 _SQLITE_INSTANT = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DATETIME storage format
 
@@ -102,7 +104,7 @@ def fetch_mappings(
         for name in statement.result_json:
             value = item.get(name)
             if not is_pg and isinstance(value, str | bytes):  # psycopg already decodes json columns
-                item[name] = json.loads(value)
+                item[name] = json_loads(value)
         out.append(item)
     return out
 
