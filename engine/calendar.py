@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
@@ -104,6 +105,11 @@ def parse_duration(text: str) -> Duration:
     """Read ``3WD``, ``1.5WH``, ``1WH30M`` or an ISO-8601 duration (``P1DT2H``); units are never mixed."""
     if not isinstance(text, str):
         raise _bad_duration(text)
+    return _parse_duration(text)
+
+
+@lru_cache(maxsize=1024)  # every clock start reads the same few texts again (a bad one is not kept)
+def _parse_duration(text: str) -> Duration:
     norm = text.strip().upper()
     if m := _WD_RE.fullmatch(norm):
         return Duration(DurationUnit.WORKING_DAYS, norm, working_days=int(m[1]))

@@ -316,8 +316,10 @@ def case_file(who: access.Principal, case_id: int, *, rt: Runtime) -> CaseFile:
             )
             for t in task_rows
         ],
-        timeline=[
-            replace(e, before=shown(e.before), after=shown(e.after))  # masked where the caller needs it
+        timeline=events
+        if clear
+        else [
+            replace(e, before=access.mask_personal(e.before), after=access.mask_personal(e.after))
             for e in events
         ],
         attachments=[
