@@ -610,6 +610,8 @@ class Instance:
         self._ready: list[ReadyUserTask] | None = None  # from the last scan; None once something changed
         self._scan: tuple[dict[UUID, _Fingerprint], list[Task]] | None = None  # fingerprints, changed tasks
         self._prepared: _Prepared | None = None  # ``prepare_delta``'s work, good while ``_scan`` is unchanged
+        # completed subprocesses as last converted, with the task fingerprints they were converted at
+        self._finished_subs: dict[UUID, tuple[object, tuple[_Fingerprint, ...], object]] = {}
 
     # -- creation and loading
     @classmethod
@@ -918,9 +920,23 @@ class Instance:
             "success": wf.success,
             "completed": wf.completed,
             "root": str(wf.task_tree.id),
-            "subprocesses": {str(k): registry.convert(v) for k, v in wf.subprocesses.items()},
+            "subprocesses": {str(k): self._convert_subprocess(k, v) for k, v in wf.subprocesses.items()},
         }
         return upserts, body
+
+    def _convert_subprocess(self, key: UUID, sub: BpmnWorkflow) -> object:
+        """A subprocess as the serializer's registry converts it. Nothing runs in a completed one any
+        more, so its conversion is kept and used again while it is the same object with the same task
+        fingerprints (every save rewrites the workflow's state, subprocesses included)."""
+        if not sub.completed:
+            return _serializer().registry.convert(sub)
+        stamp = tuple(_fingerprint(t) for t in sub.tasks.values())
+        kept = self._finished_subs.get(key)
+        if kept is not None and kept[0] is sub and kept[1] == stamp:
+            return kept[2]
+        converted = _serializer().registry.convert(sub)
+        self._finished_subs[key] = (sub, stamp, converted)
+        return converted
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,30 +43,32 @@ def _shape(workflow: BpmnWorkflow) -> list[tuple[Any, ...]]:
 
 
 @pytest.fixture
-def checked_engine_steps(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+def checked_engine_steps(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
+    """Each engine pass done both ways; the list holds whether each came out the same. Not asserted
+    in place: an error in the work done before the write lock only makes the step do it again."""
     fast = spiff._do_engine_steps
-    passes: list[int] = []
+    passes: list[bool] = []
 
     def both(workflow: BpmnWorkflow) -> None:
         twin = _twin(workflow)
-        assert _shape(twin) == _shape(workflow)
+        same_before = _shape(twin) == _shape(workflow)
         twin.do_engine_steps()
         fast(workflow)
-        assert _shape(workflow) == _shape(twin)
-        passes.append(1)
+        passes.append(same_before and _shape(workflow) == _shape(twin))
 
     monkeypatch.setattr(spiff, "_do_engine_steps", both)
     yield passes
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[f"{p.parent.parent.name}/{p.stem}" for p in SCENARIOS])
-def test_engine_passes_come_out_as_the_librarys(path: Path, checked_engine_steps: list[int]) -> None:
+def test_engine_passes_come_out_as_the_librarys(path: Path, checked_engine_steps: list[bool]) -> None:
     outcome = run_file(path, workflows_dir=REPO / "workflows", forms_dir=REPO / "forms")
     assert outcome.passed, f"{outcome.message}\n" + "\n".join(outcome.log)
     assert checked_engine_steps, "no engine pass was checked"
+    assert all(checked_engine_steps), f"passes that differ: {checked_engine_steps}"
 
 
-def test_parallel_script_tasks_run_in_the_librarys_order(checked_engine_steps: list[int]) -> None:
+def test_parallel_script_tasks_run_in_the_librarys_order(checked_engine_steps: list[bool]) -> None:
     """Passes find a1 and b1, the gateway and b2, the second a1 and b3 READY together. The second a1
     was created after b3, so the task dict lists b3 first; the library's walk, and so the engine, runs
     the second a1 first."""
@@ -81,7 +83,7 @@ def test_parallel_script_tasks_run_in_the_librarys_order(checked_engine_steps: l
     assert (handle.task_spec, handle.data["a"], handle.data["b"]) == ("handle", 2, 4)
     instance.complete_user_task(handle.task_id, {"mode": "done"}, clock)
     assert instance.completed
-    assert len(checked_engine_steps) == 2
+    assert checked_engine_steps == [True, True]
 
 
 def test_walk_order_is_the_librarys_whatever_order_the_tasks_come_in() -> None:
