@@ -9,9 +9,10 @@ import decimal
 import json
 import uuid
 from datetime import UTC, date, datetime
+from typing import cast
 
 import pytest
-from flask import Flask
+from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
 from flask.testing import FlaskClient
 
@@ -47,8 +48,8 @@ def flask_app() -> Flask:
 def test_a_response_holds_the_json_flasks_provider_would_write(flask_app: Flask, value: object) -> None:
     stock = DefaultJSONProvider(flask_app)
     with flask_app.app_context():
-        ours = flask_app.json.response(value).get_data()
-        theirs = stock.response(value).get_data()
+        ours = cast(Response, flask_app.json.response(value)).get_data()
+        theirs = cast(Response, stock.response(value)).get_data()
     assert json.loads(ours) == json.loads(theirs)
     assert ours.endswith(b"\n")
     assert flask_app.json.dumps(value, separators=(",", ":")).encode() == ours.rstrip(b"\n")
@@ -56,7 +57,7 @@ def test_a_response_holds_the_json_flasks_provider_would_write(flask_app: Flask,
 
 def test_keys_are_sorted_and_non_ascii_is_written_as_utf8(flask_app: Flask) -> None:
     with flask_app.app_context():
-        body = flask_app.json.response({"b": "街道", "a": 1}).get_data()
+        body = cast(Response, flask_app.json.response({"b": "街道", "a": 1})).get_data()
     assert body == '{"a":1,"b":"街道"}\n'.encode()
 
 

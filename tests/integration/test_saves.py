@@ -5,6 +5,8 @@ used is checked against a fresh one from the serializer."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from engine import access, casework, search, spiff, tasks
@@ -30,9 +32,9 @@ def test_a_kept_subprocess_conversion_equals_a_fresh_one(
     reused: list[object] = []
     stale: list[object] = []  # not asserted in place: the work done before the write lock swallows errors
 
-    def checked(self: spiff.Instance, key: object, sub: object) -> object:
-        before = self._finished_subs.get(key)  # type: ignore[arg-type]
-        found = kept(self, key, sub)  # type: ignore[arg-type]
+    def checked(self: spiff.Instance, key: Any, sub: Any) -> object:
+        before = self._finished_subs.get(key)
+        found = kept(self, key, sub)
         if found != spiff._serializer().registry.convert(sub):
             stale.append(key)
         if before is not None and found is before[2]:
