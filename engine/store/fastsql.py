@@ -23,7 +23,6 @@ from sqlalchemy import Connection
 from engine.store.jsontext import loads as json_loads
 
 _NAMED = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
-_SQLITE_INSTANT = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DATETIME storage format
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +124,8 @@ def _adapt(
             if value.tzinfo is None:
                 raise ValueError(f"naive datetime for {name}")
             naive = value.astimezone(UTC).replace(tzinfo=None)
-            out[name] = naive if is_pg else naive.strftime(_SQLITE_INSTANT)
+            # SQLAlchemy's SQLite DATETIME storage format, YYYY-MM-DD HH:MM:SS.ffffff (year zero-padded)
+            out[name] = naive if is_pg else naive.isoformat(sep=" ", timespec="microseconds")
             if memo is not None:
                 memo[value] = out[name]
     for name in statement.json:

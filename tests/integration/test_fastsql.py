@@ -67,3 +67,23 @@ def test_rows_written_by_core_are_read_by_prepared_sql_with_instants_and_json(db
     next_wake_at = row["next_wake_at"]
     assert isinstance(next_wake_at, datetime) and next_wake_at == LATER and next_wake_at.tzinfo is not None
     assert row["created_at"] == AT and row["closed_at"] is None and row["version"] == 3
+
+
+def test_instants_are_stored_as_the_same_text_core_stores(db: Database) -> None:
+    """SQL compares stored instants as text on SQLite (``due_at < :now``): prepared SQL must write the
+    very text Core writes, whole seconds and four-digit years included."""
+    instants = [
+        AT,
+        LATER,
+        datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),
+        datetime(2025, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ]
+    with db.write() as conn:
+        for at in instants:
+            audit.record(conn, "by.prepared", at=at, actor_id="gw_g1")
+            conn.execute(insert(audit_event).values(action="by.core", at=at, actor_id="gw_g1"))
+    with db.read() as conn:
+        stored = conn.exec_driver_sql("SELECT action, CAST(at AS TEXT) FROM audit_event ORDER BY id").all()
+    prepared = [text for action, text in stored if action == "by.prepared"]
+    core = [text for action, text in stored if action == "by.core"]
+    assert prepared == core and len(core) == len(instants)
