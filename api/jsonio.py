@@ -2,8 +2,8 @@
 ``DefaultJSONProvider`` as the fallback for anything orjson would give differently.
 
 Responses are what Flask writes (keys sorted, compact, its ``default`` for dates, decimals and
-dataclasses), but with non-ASCII characters as UTF-8 rather than ``\\uXXXX`` escapes: the same JSON
-value, shorter. What orjson refuses (an integer beyond 64 bits, keys that are not strings, a lone
+dataclasses), but with non-ASCII characters as UTF-8 rather than escapes (``\\u8857`` for 街): the
+same JSON value, shorter. What orjson refuses (an integer beyond 64 bits, keys that are not strings, a lone
 surrogate) is written by Flask's provider, as before; so is any call with ``json.dumps`` options.
 ``NaN`` and infinities come out as ``null`` (the stdlib writes ``NaN``, which is not JSON). Request
 bodies are read by ``engine.store.jsontext.loads``: exactly what ``json.loads`` returns.
