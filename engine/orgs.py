@@ -8,7 +8,9 @@ SpiffWorkflow.
 Hierarchy. ``org_unit.path`` is a materialized path of ids, ``/district/s1/c1/g1/`` (leading and
 trailing slash), so "u is an ancestor of v" is "v.path starts with u.path". Unit ids may not contain
 ``/``. Prefix tests are written as ``substr(v.path, 1, length(u.path)) = u.path`` rather than ``LIKE``,
-because ids often contain ``_`` (a LIKE wildcard); use ``in_scope`` to build scope filters.
+because ids often contain ``_`` (a LIKE wildcard); use ``in_scope`` to build scope filters. Lookups
+from one unit upwards (``ancestors``, ``resolve_assignment``, ``working_hours_of``) walk ``parent_id``
+instead, one primary-key search a level, since a prefix test against every unit reads the whole table.
 
 Assignment (ARCHITECTURE §2). A task's candidates are (role, org unit). ``resolve_assignment`` picks the
 unit: the dispatch hint (a department) if it has an active member with the role, else the nearest unit
@@ -41,7 +43,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     false,
-    func,
     or_,
     select,
     update,
@@ -195,11 +196,6 @@ def in_scope(path_column: ColumnElement[str], paths: Iterable[str]) -> ColumnEle
     return or_(*clauses) if clauses else false()
 
 
-def _is_prefix(prefix: ColumnElement[str], of: ColumnElement[str]) -> ColumnElement[bool]:
-    """``of`` starts with ``prefix`` — exact, no wildcards; works on SQLite and PostgreSQL."""
-    return func.substr(of, 1, func.length(prefix)) == prefix
-
-
 def _check_role(role: str) -> None:
     if role not in ROLES:
         raise InvalidInput("org.unknown_role", f"unknown role {role!r}", {"role": role, "known": list(ROLES)})
@@ -250,16 +246,33 @@ def get_unit(conn: Connection, unit_id: str) -> UnitRow:
 
 def ancestors(conn: Connection, unit_id: str) -> list[UnitRow]:
     """The unit and every unit above it, nearest first (grid, community, street, district)."""
-    me = org_unit.alias("me")
-    rows = conn.execute(
-        select(*_UNIT_COLS)
-        .select_from(org_unit.join(me, _is_prefix(org_unit.c.path, me.c.path)))
-        .where(me.c.id == unit_id)
-        .order_by(func.length(org_unit.c.path).desc())
-    ).all()
+    rows = fastsql.fetch(conn, _ANCESTORS, {"unit": unit_id})
     if not rows:
         raise NotFound("org.unit_not_found", f"unit {unit_id!r} does not exist", {"id": unit_id})
-    return [_unit_row(r) for r in rows]
+    return [
+        UnitRow(id=str(r[0]), name=str(r[1]), kind=str(r[2]), parent_id=_opt(r[3]), path=str(r[4]))
+        for r in rows
+    ]
+
+
+def _opt(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+# The units from one unit up to its district, one primary-key lookup a level: ``up(id, parent_id,
+# depth)``, the unit itself at depth 0. The walk follows ``parent_id``, which ``add_unit`` sets from the
+# same parent as ``path``; a prefix test on ``path`` instead reads every unit of the organisation (a
+# district has thousands), and these run for every new task and every clock start.
+_UP = (
+    "WITH RECURSIVE up(id, parent_id, depth) AS ("
+    " SELECT id, parent_id, 0 FROM org_unit WHERE id = :unit"
+    " UNION ALL SELECT o.id, o.parent_id, up.depth + 1 FROM org_unit o JOIN up ON o.id = up.parent_id)"
+)
+
+_ANCESTORS = fastsql.Statement(
+    f"{_UP} SELECT u.id, u.name, u.kind, u.parent_id, u.path FROM up JOIN org_unit u ON u.id = up.id"
+    " ORDER BY up.depth"
+)
 
 
 # ----------------------------------------------------------------------------------------------- people
@@ -366,9 +379,7 @@ def resolve_assignment(
     the first by path. One query (plus one to tell an unknown grid from "nobody" when nothing is found).
     """
     _check_role(role)
-    params: dict[str, object] = {"grid": grid_id, "role": role, "hint": unit_hint}
-    if within_district:
-        params["root"] = "/" + get_unit(conn, grid_id).path.split("/")[1] + "/"
+    params: dict[str, object] = {"unit": grid_id, "role": role, "hint": unit_hint}
     rows = fastsql.fetch(conn, _assignment_statement(unit_hint is not None, within_district), params)
     if rows:
         return str(rows[0][0])
@@ -382,30 +393,30 @@ _ASSIGNMENT: dict[tuple[bool, bool], fastsql.Statement] = {}
 def _assignment_statement(hinted: bool, within_district: bool) -> fastsql.Statement:
     """The assignment query for one combination of options, written once (it runs for every new task).
 
-    Reach: the units on the grid's path (an ancestor-or-self: its path is a prefix of the grid's),
-    plus the hinted unit, plus (``within_district``) every unit of the grid's district. Order: the
-    hint first, then units on the path nearest first, then the rest by path.
+    Reach: the units on the grid's path (``_UP``: the grid and its ancestors), plus the hinted unit,
+    plus (``within_district``) the units of the grid's district where someone holds the role (found
+    from the role's memberships, ``ix_membership_role_unit``). Order: the hint first, then units on
+    the path nearest first, then the rest by path. The holder test is a correlated ``EXISTS`` so the
+    few units reached drive the query: joined, SQLite read every holder of the role in the
+    organisation (thousands of grid workers in a district) and looked each one's unit up in the reach.
     """
     key = (hinted, within_district)
     if key in _ASSIGNMENT:
         return _ASSIGNMENT[key]
-    on_path = "substr((SELECT g.path FROM org_unit g WHERE g.id = :grid), 1, length(u.path)) = u.path"
-    reach = [on_path]
-    order = [
-        f"CASE WHEN {on_path} THEN 0 ELSE 1 END",
-        f"CASE WHEN {on_path} THEN length(u.path) ELSE 0 END DESC",
-    ]
-    if within_district:
-        reach.append("substr(u.path, 1, length(:root)) = :root")
-        order.append("u.path")
+    reach = ["SELECT id AS unit, 1 AS rank, depth, '' AS path FROM up"]
     if hinted:
-        reach.append("u.id = :hint")
-        order.insert(0, "CASE WHEN u.id = :hint THEN 0 ELSE 1 END")
+        reach.append("SELECT CAST(:hint AS VARCHAR(64)), 0, 0, ''")
+    if within_district:
+        reach.append(
+            "SELECT u.id, 2, 0, u.path FROM membership dm JOIN org_unit u ON u.id = dm.org_unit_id"
+            " JOIN (SELECT '/' || id || '/' AS root FROM up WHERE parent_id IS NULL) d"
+            " ON substr(u.path, 1, length(d.root)) = d.root WHERE dm.role = :role"
+        )
     statement = fastsql.Statement(
-        "SELECT u.id FROM org_unit u JOIN membership m ON m.org_unit_id = u.id"
-        " JOIN person p ON p.id = m.person_id"
-        f" WHERE ({' OR '.join(reach)}) AND m.role = :role AND p.active"
-        f" ORDER BY {', '.join(order)} LIMIT 1"
+        f"{_UP} SELECT c.unit FROM ({' UNION ALL '.join(reach)}) c"
+        " WHERE EXISTS (SELECT 1 FROM membership m JOIN person p ON p.id = m.person_id"
+        "  WHERE m.org_unit_id = c.unit AND m.role = :role AND p.active)"
+        " ORDER BY c.rank, c.depth, c.path LIMIT 1"
     )
     _ASSIGNMENT[key] = statement
     return statement
@@ -451,9 +462,8 @@ _MAY_ACT = fastsql.Statement(
 # ------------------------------------------------------------------------------------------ working hours
 
 _HOURS = fastsql.Statement(
-    "SELECT u.working_hours FROM org_unit u JOIN org_unit t ON t.id = :unit"
-    " WHERE substr(t.path, 1, length(u.path)) = u.path AND u.working_hours IS NOT NULL"
-    " ORDER BY length(u.path) DESC LIMIT 1"
+    f"{_UP} SELECT u.working_hours FROM up JOIN org_unit u ON u.id = up.id"
+    " WHERE u.working_hours IS NOT NULL ORDER BY up.depth LIMIT 1"
 )
 
 

@@ -88,6 +88,7 @@ membership = Table(
     Column("role", String(64), nullable=False),
     UniqueConstraint("person_id", "org_unit_id", "role", name="uq_membership_person_unit_role"),
     Index("ix_membership_unit_role", "org_unit_id", "role"),
+    Index("ix_membership_role_unit", "role", "org_unit_id"),  # the district-wide roles' holders (司法所)
 )
 
 spec_version = Table(

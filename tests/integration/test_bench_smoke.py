@@ -1,5 +1,6 @@
-"""``bench/api_load.py`` still runs end to end: a short run per lifecycle (real gunicorn, real clients),
-every request answered, lifecycles completed and the RESULT line printed. Timings are not checked."""
+"""The benches still run end to end. ``bench/api_load.py``: a short run per lifecycle (real gunicorn,
+real clients), every request answered, lifecycles completed and the RESULT line printed;
+``bench/org_lookups.py``: both sizes built and timed. Timings are not checked."""
 
 from __future__ import annotations
 
@@ -34,3 +35,20 @@ def test_the_api_load_bench_completes_lifecycles_without_failed_requests(process
     found = re.search(r"^RESULT tasks_per_s=([0-9.]+) p99_ms=([0-9.]+) http_vs_service=([0-9.]+)$", out, re.M)
     assert found is not None, out
     assert float(found.group(1)) > 0, out
+
+
+def test_the_org_lookups_bench_runs_at_both_sizes() -> None:
+    """``bench/org_lookups.py --quick``: both organisations are built and every lookup is timed."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "org_lookups.py"), "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "sqlite: 38 units" in out, out
+    assert "sqlite: 922 units" in out, out  # 38 + 4 streets × (1 + 20 communities × (1 + 10 grids))
+    assert out.count("working_hours_of") == 2, out
+    assert re.search(r"^RESULT units=922 growth=[0-9.]+$", out, re.M), out

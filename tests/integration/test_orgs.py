@@ -3,11 +3,12 @@ is set (each PostgreSQL test gets a freshly recreated ``public`` schema)."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import func, literal, select
+from sqlalchemy import Connection, func, literal, select
 
 from engine import orgs
 from engine.demo_org import DEMO_PASSWORD_ENV, PEOPLE, load_demo_org
@@ -374,3 +375,109 @@ def test_a_district_wide_role_off_the_grid_path_is_found_only_when_asked(demo: D
         )
         # units on the grid's own path still win over the rest of the district
         assert orgs.resolve_assignment(conn, role="mediator", grid_id="g5", within_district=True) == "s2"
+
+
+# ------------------------------------------------------------------- lookups up the tree, against paths
+
+
+def _random_org(conn: Connection, seed: int) -> dict[str, str]:
+    """Two districts of random depth and fan-out (ids with ``_`` and ``-``), departments, random
+    memberships (some holders inactive) and random working hours; returns unit id → path."""
+    rng = random.Random(seed)
+    paths: dict[str, str] = {}
+
+    def unit(uid: str, kind: str, parent: str | None) -> None:
+        orgs.add_unit(conn, id=uid, name=uid, kind=kind, parent_id=parent, now=NOW)
+        paths[uid] = f"{paths[parent] if parent else '/'}{uid}/"
+
+    for d in ("d_1", "d-2"):
+        unit(d, "district", None)
+        unit(f"{d}_dept", "department", d)
+        for s in range(rng.randint(1, 3)):
+            sid = f"{d}_s{s}"
+            unit(sid, "street", d)
+            for c in range(rng.randint(1, 3)):
+                cid = f"{sid}_c{c}"
+                unit(cid, "community", sid)
+                for g in range(rng.randint(1, 3)):
+                    gid = f"{cid}_g{g}"
+                    unit(gid, "grid", cid)
+                    if rng.random() < 0.3:
+                        unit(f"{gid}_m", "micro_grid", gid)
+    roles = ["grid_worker", "community", "street", "department", "mediator", "judicial_office"]
+    for n, uid in enumerate(sorted(paths)):
+        if rng.random() < 0.3:
+            hours = rng.choice(["08:00-12:00", "09:00-17:00", "08:30-12:00,13:30-17:30"])
+            orgs.set_working_hours(conn, uid, hours)
+        for k in range(rng.randint(0, 2)):
+            pid = f"p{n}_{k}"
+            orgs.add_person(conn, id=pid, name=pid, phone=None, password=None, now=NOW)
+            orgs.add_membership(conn, person_id=pid, org_unit_id=uid, role=rng.choice(roles))
+            if rng.random() < 0.2:
+                conn.execute(person.update().where(person.c.id == pid).values(active=False))
+    return paths
+
+
+def _reference(conn: Connection, paths: dict[str, str]) -> tuple[set[tuple[str, str]], dict[str, str | None]]:
+    """(unit, role) pairs with an active holder, and each unit's own working hours, read plainly."""
+    held = {
+        (r.org_unit_id, r.role)
+        for r in conn.execute(
+            select(membership.c.org_unit_id, membership.c.role)
+            .join(person, person.c.id == membership.c.person_id)
+            .where(person.c.active.is_(True))
+        )
+    }
+    rows = conn.execute(select(org_unit.c.id, org_unit.c.working_hours))
+    hours: dict[str, str | None] = {r.id: r.working_hours for r in rows}
+    return held, hours
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_lookups_up_the_tree_agree_with_the_materialized_paths(db: Database, seed: int) -> None:
+    """``ancestors``, ``working_hours_of`` and ``resolve_assignment`` walk ``parent_id``; the paths are
+    the definition. Every unit × role × option of a random organisation is checked against them."""
+    with db.write() as conn:
+        paths = _random_org(conn, seed)
+    with db.read() as conn:
+        held, own_hours = _reference(conn, paths)
+        roles = [*sorted({role for _unit, role in held}), "leader"]
+        for uid, path in sorted(paths.items()):
+            up = path.strip("/").split("/")[::-1]  # the unit, then its ancestors, nearest first
+            assert [u.id for u in orgs.ancestors(conn, uid)] == up
+            assert [u.path for u in orgs.ancestors(conn, uid)] == [paths[a] for a in up]
+            assert orgs.working_hours_of(conn, uid) == next((own_hours[a] for a in up if own_hours[a]), None)
+            district = f"/{up[-1]}/"
+            in_district = sorted((p, u) for u, p in paths.items() if p.startswith(district))
+            for role in roles:
+                on_path = next((a for a in up if (a, role) in held), None)
+                wide = on_path or next((u for _p, u in in_district if (u, role) in held), None)
+                assert orgs.resolve_assignment(conn, role=role, grid_id=uid) == on_path, (uid, role)
+                assert orgs.resolve_assignment(conn, role=role, grid_id=uid, within_district=True) == wide
+                for hint in (f"{up[-1]}_dept", "d_1_s0", "nowhere"):
+                    expected = hint if (hint, role) in held else on_path
+                    assert orgs.resolve_assignment(conn, role=role, grid_id=uid, unit_hint=hint) == expected
+        assert orgs.working_hours_of(conn, None) is None
+        with pytest.raises(NotFound):
+            orgs.ancestors(conn, "nowhere")
+
+
+def test_lookups_up_the_tree_read_no_whole_table(db: Database) -> None:
+    """SQLite's plan for every lookup run per new task or clock start: index searches only, no scan of
+    ``org_unit``, ``membership`` or ``person`` (a district has thousands of units and members)."""
+    if db.dialect != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+    statements = [orgs._HOURS, orgs._ANCESTORS] + [
+        orgs._assignment_statement(hinted, wide) for hinted in (False, True) for wide in (False, True)
+    ]
+    params = {"unit": "g", "role": "community", "hint": "h"}
+    with db.read() as conn:
+        for statement in statements:
+            plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement.sql, params)]
+            allowed = ("SCAN up", "SCAN c", "SCAN CONSTANT ROW")  # the walk's rows, the reach, the hint
+            scans = [step for step in plan if step.startswith("SCAN") and step not in allowed]
+            assert not scans, (statement.sql, plan)
+            assert any("USING" in step for step in plan)
+            # the holder test looks each reached unit up, not every holder of the role
+            holders = [step for step in plan if step.startswith("SEARCH m ")]
+            assert all("org_unit_id=?" in step for step in holders), plan
