@@ -185,27 +185,6 @@ class TaskPage:
     next_cursor: str | None
 
 
-# The work list's page, prepared (every client polls it): ready tasks claimed by the caller, and unclaimed
-# ready tasks of one of their (role, unit)s, oldest first; the second form continues after a cursor.
-_WORK_SQL = (
-    "SELECT t.*, c.number AS case_number, c.title AS case_title, c.version AS case_version FROM human_task t"
-    " JOIN \"case\" c ON c.id = t.case_id WHERE t.state = 'ready' AND (t.assignee_id = :person_id"
-    " OR (t.assignee_id IS NULL AND EXISTS (SELECT 1 FROM membership m WHERE m.person_id = :person_id"
-    " AND m.role = t.role AND m.org_unit_id = t.org_unit_id))){after}"
-    " ORDER BY t.created_at, t.id LIMIT :limit"
-)
-_WORK_PAGE = fastsql.Statement(
-    _WORK_SQL.format(after=""), result_instants=frozenset({"created_at", "completed_at"})
-)
-_WORK_PAGE_AFTER = fastsql.Statement(
-    _WORK_SQL.format(
-        after=" AND (t.created_at > :after_at OR (t.created_at = :after_at AND t.id > :after_id))"
-    ),
-    instants=frozenset({"after_at"}),
-    result_instants=frozenset({"created_at", "completed_at"}),
-)
-
-
 def work_list(who: access.Principal, *, rt: Runtime, cursor: str | None = None, limit: int = 200) -> TaskPage:
     """The caller's work list one page at a time, oldest first (the rule of ``tasks.list_tasks``: ready
     tasks claimed by the caller, and unclaimed ready tasks of one of their (role, unit)s).
@@ -214,17 +193,12 @@ def work_list(who: access.Principal, *, rt: Runtime, cursor: str | None = None, 
     stays on the list while later pages are read; tasks completed meanwhile simply drop out."""
     if not 1 <= limit <= MAX_WORK_PAGE:
         raise InvalidInput("search.bad_limit", f"limit must be 1 to {MAX_WORK_PAGE}", {"limit": limit})
-    params: dict[str, object] = {"person_id": who.person_id, "limit": limit + 1}
-    statement = _WORK_PAGE
-    if cursor is not None:
-        params["after_at"], params["after_id"] = decode_task_cursor(cursor)
-        statement = _WORK_PAGE_AFTER
+    after = decode_task_cursor(cursor) if cursor is not None else None
     with rt.db.read() as conn:
-        rows = fastsql.fetch_mappings(conn, statement, params)
-    names = tasks.TaskView.__dataclass_fields__
-    items = [tasks.TaskView(**{k: r[k] for k in names}) for r in rows[:limit]]  # type: ignore[arg-type]
-    if len(rows) <= limit:
+        items = tasks.work_page(conn, who.person_id, limit=limit + 1, after=after)
+    if len(items) <= limit:
         return TaskPage(items, None)
+    items = items[:limit]
     return TaskPage(items, encode_task_cursor(items[-1].created_at, items[-1].id))
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, or_, select
+from sqlalchemy import Connection, Row, select
 
 from engine import access, actions, audit, orgs, reassignment, sla
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -21,7 +21,7 @@ from engine.forms import validate_form
 from engine.projection import enqueue, refresh, unit_variable
 from engine.runtime import Guard, Runtime, Step, run_early, step
 from engine.store import fastsql
-from engine.store.models import case, human_task, membership
+from engine.store.models import case, human_task
 
 SYSTEM_ACTOR = "system"
 TaskRow = Mapping[str, object]  # one human_task row as read inside a step
@@ -106,28 +106,66 @@ def resolve_task_id(conn: Connection, reference: str) -> str:
     return str(ids[0])
 
 
-def list_tasks(*, rt: Runtime, person_id: str, state: str = "ready", limit: int = 200) -> list[TaskView]:
+def list_tasks(*, rt: Runtime, person_id: str, limit: int = 200) -> list[TaskView]:
     """The person's work list: tasks assigned to them, and unassigned tasks of their (role, unit)."""
     with rt.db.read() as conn:
-        mine = and_(
-            membership.c.person_id == person_id,
-            membership.c.role == human_task.c.role,
-            membership.c.org_unit_id == human_task.c.org_unit_id,
-        )
-        candidate = select(membership.c.id).where(mine).exists()
-        rows = conn.execute(
-            select(*_COLUMNS)
-            .join(case, case.c.id == human_task.c.case_id)
-            .where(
-                human_task.c.state == state,
-                or_(
-                    human_task.c.assignee_id == person_id, and_(human_task.c.assignee_id.is_(None), candidate)
-                ),
-            )
-            .order_by(human_task.c.created_at, human_task.c.id)
-            .limit(limit)
-        ).all()
-    return [_view(r) for r in rows]
+        return work_page(conn, person_id, limit=limit)
+
+
+def work_page(
+    conn: Connection, person_id: str, *, limit: int, after: tuple[datetime, str] | None = None
+) -> list[TaskView]:
+    """Up to ``limit`` ready tasks of ``person_id``'s work list, oldest first (by ``created_at``, then
+    id), after the (instant, task id) ``after``: the tasks they claimed, and the unclaimed tasks of each
+    (role, unit) they hold a membership in (read in the same transaction, so always current).
+
+    Each source is its own index range, read in order and cut at ``limit`` (``_work_statement``): the
+    cost is the page and the caller's memberships, not the size of a queue or of the database."""
+    units = fastsql.fetch(conn, _MEMBERSHIPS, {"person_id": person_id})
+    params: dict[str, object] = {"person_id": person_id, "limit": limit}
+    for i, (role, unit) in enumerate(units):
+        params[f"role_{i}"], params[f"unit_{i}"] = role, unit
+    if after is not None:
+        params["after_at"], params["after_id"] = after
+    rows = fastsql.fetch_mappings(conn, _work_statement(len(units), after is not None), params)
+    return [TaskView(**{k: r[k] for k in _VIEW_FIELDS}) for r in rows]  # type: ignore[arg-type]
+
+
+_VIEW_FIELDS = tuple(TaskView.__dataclass_fields__)
+_MEMBERSHIPS = fastsql.Statement(
+    "SELECT role, org_unit_id FROM membership WHERE person_id = :person_id ORDER BY role, org_unit_id"
+)
+_WORK: dict[tuple[int, bool], fastsql.Statement] = {}
+
+
+def _work_statement(queues: int, after: bool) -> fastsql.Statement:
+    """The work-list page over the caller's claims and ``queues`` (role, unit) queues.
+
+    Every source is a subquery ordered by (created_at, id) with its own LIMIT, which an index serves in
+    that order (``ix_human_task_claimed``: assignee, state, created_at, id; ``ix_human_task_queue``:
+    role, unit, state, assignee, created_at, id), so each reads at most ``limit`` rows; the union is
+    then ordered and cut again. The cursor is a row-value comparison, which the same indexes seek to.
+    Written once per (number of queues, cursor or not)."""
+    key = (queues, after)
+    if key in _WORK:
+        return _WORK[key]
+    cursor = " AND (created_at, id) > (:after_at, :after_id)" if after else ""
+    order = " ORDER BY created_at, id LIMIT :limit"
+    sources = [f"SELECT * FROM human_task WHERE assignee_id = :person_id AND state = 'ready'{cursor}{order}"]
+    sources += [
+        f"SELECT * FROM human_task WHERE role = :role_{i} AND org_unit_id = :unit_{i} AND state = 'ready'"
+        f" AND assignee_id IS NULL{cursor}{order}"
+        for i in range(queues)
+    ]
+    union = " UNION ALL ".join(f"SELECT * FROM ({sql}) s{i}" for i, sql in enumerate(sources))
+    statement = fastsql.Statement(
+        "SELECT t.*, c.number AS case_number, c.title AS case_title, c.version AS case_version"
+        f' FROM ({union}) t JOIN "case" c ON c.id = t.case_id ORDER BY t.created_at, t.id LIMIT :limit',
+        instants=frozenset({"after_at"}) if after else frozenset(),
+        result_instants=frozenset({"created_at", "completed_at"}),
+    )
+    _WORK[key] = statement
+    return statement
 
 
 def case_tasks(case_id: int, *, rt: Runtime) -> list[TaskView]:

@@ -164,13 +164,15 @@ human_task = Table(
     Column("lane", String(100), nullable=True),
     Column("role", String(64), nullable=True),
     Column("org_unit_id", String(64), ForeignKey("org_unit.id"), nullable=True),
-    Column("assignee_id", String(64), ForeignKey("person.id"), nullable=True, index=True),
+    Column("assignee_id", String(64), ForeignKey("person.id"), nullable=True),
     Column("form_key", String(200), nullable=True),
     Column("state", String(16), nullable=False),  # ready completed cancelled
     Column("created_at", UTCDateTime(), nullable=False),
     Column("completed_at", UTCDateTime(), nullable=True),
     Column("completed_by", String(64), nullable=True),
-    Index("ix_human_task_role_unit_state", "role", "org_unit_id", "state"),
+    # a work list's sources in page order (engine.tasks.work_page): a unit's queue, a person's claims
+    Index("ix_human_task_queue", "role", "org_unit_id", "state", "assignee_id", "created_at", "id"),
+    Index("ix_human_task_claimed", "assignee_id", "state", "created_at", "id"),
     Index("ix_human_task_case_state", "case_id", "state"),
 )
 
