@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 
 from engine.calendar import DEFAULT_HOURS, WorkCalendar, explain
 from engine.runtime import Runtime
@@ -174,12 +174,15 @@ def calendar_tz() -> tzinfo:
     return DEFAULT_HOURS.tz
 
 
+# Live clocks with a provisional deadline. "= true", not "IS true": PostgreSQL serves only the former
+# from ix_sla_clock_provisional_due.
+PROVISIONAL = (sla_clock.c.provisional == true(), sla_clock.c.state != "stopped")
+
+
 def provisional_clocks(*, rt: Runtime) -> list[ClockView]:
     """Deadlines computed without holiday data, for supervisors to see."""
     with rt.db.read() as conn:
-        rows = conn.execute(
-            select(sla_clock).where(sla_clock.c.provisional.is_(True), sla_clock.c.state != "stopped")
-        ).all()
+        rows = conn.execute(select(sla_clock).where(*PROVISIONAL)).all()
     return [_view(as_clock(r), rt.calendar, rt.now()) for r in rows]
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, select
 
 from engine import access, escalation, notify, orgs, search, sla, sla_views
 from engine.errors import Conflict, InvalidInput, PermissionDenied
@@ -267,8 +267,8 @@ _WATCH_COLUMNS = (
 )
 
 
-def _watch(conn: Connection, paths: list[str], *where: Any, limit: int) -> list[WatchRow]:
-    rows = conn.execute(
+def _watch_query(paths: list[str], *where: Any, limit: int) -> Select[Any]:
+    return (
         select(*_WATCH_COLUMNS)
         .select_from(sla_clock)
         .join(case, case.c.id == sla_clock.c.case_id)
@@ -276,7 +276,11 @@ def _watch(conn: Connection, paths: list[str], *where: Any, limit: int) -> list[
         .where(orgs.in_scope(case.c.unit_path, paths), *where)
         .order_by(sla_clock.c.due_at, sla_clock.c.id)
         .limit(limit)
-    ).all()
+    )
+
+
+def _watch(conn: Connection, paths: list[str], *where: Any, limit: int) -> list[WatchRow]:
+    rows = conn.execute(_watch_query(paths, *where, limit=limit)).all()
     return [WatchRow(**dict(r._mapping)) for r in rows]
 
 
@@ -300,9 +304,7 @@ def provisional(who: access.Principal, *, rt: Runtime, limit: int = 200) -> list
     _check_limit(limit)
     paths = _area_paths(who)
     with rt.db.read() as conn:
-        return _watch(
-            conn, paths, sla_clock.c.provisional.is_(True), sla_clock.c.state != "stopped", limit=limit
-        )
+        return _watch(conn, paths, *sla_views.PROVISIONAL, limit=limit)
 
 
 # --- the caller's notifications -------------------------------------------------------------------

@@ -256,6 +256,7 @@ sla_clock = Table(
     Column("policy_sources", JSON, nullable=True),
     Index("ix_sla_clock_state_due", "state", "due_at"),
     Index("ix_sla_clock_state_next_rung", "state", "next_rung_at"),
+    Index("ix_sla_clock_provisional_due", "provisional", "due_at"),  # the provisional list, nearest first
 )
 
 # In-app notifications (engine.notify.InAppNotifier): one row per (outbox row, recipient); ``id`` is that

@@ -3,7 +3,8 @@
 Random cases over the demo org (grids, reporters, statuses, kinds, categories, channels, creation
 instants, titles, department tasks) with SLA clocks running, paused or stopped, on time or late. For
 each demo role and each filter, the pages (walked with the cursor) must be exactly the visible cases
-(``access.sees_case``, the rule's other implementation) that match, newest first."""
+(``access.sees_case``, the rule's other implementation) that match, newest first. SQLite's plans of the
+overdue filters and of the supervisors' provisional list are checked for reads that grow with history."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import Connection, insert, select
 
-from engine import access, search
+from engine import access, search, sla_views, supervision
 from engine.clock import FixedClock
 from engine.demo_org import load_demo_org
 from engine.runtime import Runtime
@@ -186,3 +187,17 @@ def test_the_overdue_filters_read_the_late_clocks_once_not_per_case(db: Database
                 clocks = [step for step in plan if "sla_clock" in step]
                 assert len(clocks) == 1 and "ix_sla_clock_state_due (state=? AND due_at<?)" in clocks[0], plan
                 assert any(step.startswith("LIST SUBQUERY") for step in plan), plan
+
+
+def test_the_provisional_list_reads_only_provisional_clocks(db: Database) -> None:
+    """SQLite's plan for the supervisors' provisional list: a search of ``ix_sla_clock_provisional_due``
+    in deadline order, not a scan of every clock ever started."""
+    if db.dialect != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+    query = supervision._watch_query(["/district/"], *sla_views.PROVISIONAL, limit=20)
+    with db.read() as conn:
+        sql = str(query.compile(conn, compile_kwargs={"literal_binds": True}))
+        plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+    clocks = [step for step in plan if "sla_clock" in step]
+    assert clocks == ["SEARCH sla_clock USING INDEX ix_sla_clock_provisional_due (provisional=?)"], plan
+    assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan
