@@ -174,9 +174,10 @@ def calendar_tz() -> tzinfo:
     return DEFAULT_HOURS.tz
 
 
-# Live clocks with a provisional deadline. "= true", not "IS true": PostgreSQL serves only the former
-# from ix_sla_clock_provisional_due.
-PROVISIONAL = (sla_clock.c.provisional == true(), sla_clock.c.state != "stopped")
+# Live clocks with a provisional deadline, found through ix_sla_clock_provisional. "= true", not "IS
+# true" (PostgreSQL serves only the former from an index), and the live states by name: "!= 'stopped'"
+# would read the stopped ones too, and every clock of a closed case is stopped.
+PROVISIONAL = (sla_clock.c.provisional == true(), sla_clock.c.state.in_(["running", "paused"]))
 
 
 def provisional_clocks(*, rt: Runtime) -> list[ClockView]:

@@ -125,7 +125,7 @@ case = Table(
     Column("outcome", String(64), nullable=True),
     Column("version", Integer, nullable=False, default=1),
     Column("data", JSON, nullable=False),  # case fields the engine does not route on
-    Column("reporter_id", String(64), nullable=True),
+    Column("reporter_id", String(64), nullable=True, index=True),  # a resident's own reports
     Column("related_case_id", Integer, ForeignKey("case.id"), nullable=True),
     Column("idempotency_key", String(100), nullable=True, unique=True),
     Column("next_wake_at", UTCDateTime(), nullable=True, index=True),
@@ -256,7 +256,7 @@ sla_clock = Table(
     Column("policy_sources", JSON, nullable=True),
     Index("ix_sla_clock_state_due", "state", "due_at"),
     Index("ix_sla_clock_state_next_rung", "state", "next_rung_at"),
-    Index("ix_sla_clock_provisional_due", "provisional", "due_at"),  # the provisional list, nearest first
+    Index("ix_sla_clock_provisional", "provisional", "state", "due_at"),  # the live provisional deadlines
 )
 
 # In-app notifications (engine.notify.InAppNotifier): one row per (outbox row, recipient); ``id`` is that

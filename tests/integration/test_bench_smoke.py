@@ -1,6 +1,6 @@
 """The benches still run end to end. ``bench/api_load.py``: a short run per lifecycle (real gunicorn,
 real clients), every request answered, lifecycles completed and the RESULT line printed;
-``bench/org_lookups.py``: both sizes built and timed. Timings are not checked."""
+``bench/org_lookups.py`` and ``bench/history.py``: both sizes built and timed. Timings are not checked."""
 
 from __future__ import annotations
 
@@ -52,3 +52,22 @@ def test_the_org_lookups_bench_runs_at_both_sizes() -> None:
     assert "sqlite: 922 units" in out, out  # 38 + 4 streets × (1 + 20 communities × (1 + 10 grids))
     assert out.count("working_hours_of") == 2, out
     assert re.search(r"^RESULT units=922 growth=[0-9.]+$", out, re.M), out
+
+
+def test_the_history_bench_measures_every_read_young_and_old() -> None:
+    """``bench/history.py --quick``: 80 real cases through the app, cloned three times, every read timed
+    at both sizes (a read that fails, e.g. a 4xx, stops the bench)."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "history.py"), "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "sqlite: 80 cases (young) and 640 (history)" in out, out
+    for label in ("work list", "cases overdue", "dept open", "my reports", "provisional", "case file"):
+        assert re.search(rf"^  {label} +[0-9.]+ +[0-9.]+ ", out, re.M), (label, out)
+    assert re.search(r"^RESULT cases=640 growth=[0-9.]+$", out, re.M), out
