@@ -32,10 +32,8 @@ import io
 import json
 import os
 import sqlite3
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import api_load  # noqa: E402
+from medians import median_ns  # noqa: E402
 
 SEED_CLOSED = 40
 SEED_OPEN = 40
@@ -170,13 +169,7 @@ def make_a_quarter_late(path: str) -> None:
 
 
 def median_ms(call: Callable[[], object], calls: int) -> float:
-    call()
-    times = []
-    for _ in range(calls):
-        started = time.perf_counter_ns()
-        call()
-        times.append(time.perf_counter_ns() - started)
-    return statistics.median(times) / 1e6
+    return median_ns(call, calls) / 1e6
 
 
 def measure(app: App, case_id: int, calls: int) -> dict[str, float]:

@@ -28,16 +28,16 @@ tree does not. Target: ``growth ≤ 2``.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from medians import median_ns
 from sqlalchemy import Connection, insert
 
 from engine import orgs
@@ -82,13 +82,7 @@ def build(folder: Path, streets: int) -> Database:
 
 
 def median_us(call: Callable[[], object], calls: int) -> float:
-    call()
-    times = []
-    for _ in range(calls):
-        started = time.perf_counter_ns()
-        call()
-        times.append(time.perf_counter_ns() - started)
-    return statistics.median(times) / 1000
+    return median_ns(call, calls) / 1000
 
 
 def measure(conn: Connection, grid: str, calls: int) -> dict[str, float]:
