@@ -24,7 +24,16 @@ from engine.store.db import Database
 from engine.store.models import case, human_task, org_unit, sla_clock, spec_version
 
 NOW = datetime(2025, 6, 2, 3, 0, tzinfo=UTC)
-VIEWERS = ["gw_g1", "community_c1", "street_s1", "dept_urban_1", "supervisor_d", "supervisor_s1", "cc_1"]
+VIEWERS = [
+    "gw_g1",
+    "community_c1",
+    "street_s1",
+    "dept_urban_1",
+    "supervisor_d",
+    "supervisor_s1",
+    "cc_1",
+    "resident_1",
+]
 DEPTS = ["dept_urban", "dept_market", "dept_fire"]
 TITLES = ["噪声扰民", "路灯不亮", "占道经营", "Noise_100%", "垃圾清运"]
 
