@@ -55,26 +55,12 @@ _COLUMNS = (
 )
 
 
-def _view(r: Row[tuple[object, ...]]) -> TaskView:
-    m = r._mapping
-    return TaskView(
-        id=m["id"],
-        case_id=m["case_id"],
-        case_number=m["case_number"],
-        case_title=m["case_title"],
-        case_version=m["case_version"],
-        task_spec=m["task_spec"],
-        name=m["name"],
-        lane=m["lane"],
-        role=m["role"],
-        org_unit_id=m["org_unit_id"],
-        assignee_id=m["assignee_id"],
-        form_key=m["form_key"],
-        state=m["state"],
-        created_at=m["created_at"],
-        completed_at=m["completed_at"],
-        completed_by=m["completed_by"],
-    )
+def _view(m: Mapping[Any, Any]) -> TaskView:
+    """A task view from one row (``Row._mapping`` or a prepared query's dict) of ``_COLUMNS``' names."""
+    return TaskView(**{name: m[name] for name in _VIEW_FIELDS})
+
+
+_VIEW_FIELDS = tuple(TaskView.__dataclass_fields__)
 
 
 def _row(conn: Connection, task_id: str) -> Row[tuple[object, ...]]:
@@ -88,7 +74,7 @@ def _row(conn: Connection, task_id: str) -> Row[tuple[object, ...]]:
 
 def get_task(task_id: str, *, rt: Runtime) -> TaskView:
     with rt.db.read() as conn:
-        return _view(_row(conn, resolve_task_id(conn, task_id)))
+        return _view(_row(conn, resolve_task_id(conn, task_id))._mapping)
 
 
 def resolve_task_id(conn: Connection, reference: str) -> str:
@@ -128,10 +114,9 @@ def work_page(
     if after is not None:
         params["after_at"], params["after_id"] = after
     rows = fastsql.fetch_mappings(conn, _work_statement(len(units), after is not None), params)
-    return [TaskView(**{k: r[k] for k in _VIEW_FIELDS}) for r in rows]  # type: ignore[arg-type]
+    return [_view(r) for r in rows]
 
 
-_VIEW_FIELDS = tuple(TaskView.__dataclass_fields__)
 _MEMBERSHIPS = fastsql.Statement(
     "SELECT role, org_unit_id FROM membership WHERE person_id = :person_id ORDER BY role, org_unit_id"
 )
@@ -176,7 +161,7 @@ def case_tasks(case_id: int, *, rt: Runtime) -> list[TaskView]:
             .where(human_task.c.case_id == case_id)
             .order_by(human_task.c.created_at, human_task.c.id)
         ).all()
-    return [_view(r) for r in rows]
+    return [_view(r._mapping) for r in rows]
 
 
 def _check_ready(m: TaskRow) -> None:
