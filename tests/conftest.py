@@ -9,13 +9,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, insert, text
 
 from engine import specs
 from engine.clock import FixedClock
 from engine.demo_org import load_demo_org
 from engine.runtime import Runtime
 from engine.store.db import Database
+from engine.store.models import spec_version
 
 REPO = Path(__file__).resolve().parents[1]
 # Monday 2025-03-03 09:00 Asia/Shanghai, a working day.
@@ -75,3 +76,14 @@ def rt(db: Database, clock: FixedClock) -> Runtime:
         load_demo_org(conn, now=clock.now(), password_for=lambda _p: PASSWORD)
     deploy_folder(runtime, REPO / "workflows" / "demo", REPO / "forms")
     return runtime
+
+
+def insert_bare_spec_version(conn: Connection, process_id: str, at: datetime) -> None:
+    """A spec_version row without files: what cases inserted straight into the tables (not started
+    through the engine) refer to."""
+    conn.execute(
+        insert(spec_version).values(
+            process_id=process_id, content_hash="h", files={}, spec_json="{}", task_meta={},
+            serializer_version="1", deployed_at=at,
+        )
+    )  # fmt: skip

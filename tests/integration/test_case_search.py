@@ -21,7 +21,8 @@ from engine.clock import FixedClock
 from engine.demo_org import load_demo_org
 from engine.runtime import Runtime
 from engine.store.db import Database
-from engine.store.models import case, human_task, org_unit, sla_clock, spec_version
+from engine.store.models import case, human_task, org_unit, sla_clock
+from tests.conftest import insert_bare_spec_version
 
 NOW = datetime(2025, 6, 2, 3, 0, tzinfo=UTC)
 VIEWERS = [
@@ -58,12 +59,7 @@ class Made:
 def _fill(conn: Connection, seed: int) -> list[Made]:
     rng = random.Random(seed)
     load_demo_org(conn, now=NOW, password_for=lambda _p: "not-used-here-1")
-    conn.execute(
-        insert(spec_version).values(
-            process_id="work_order", content_hash="h", files={}, spec_json="{}", task_meta={},
-            serializer_version="1", deployed_at=NOW,
-        )
-    )  # fmt: skip
+    insert_bare_spec_version(conn, "work_order", NOW)
     paths = dict(conn.execute(select(org_unit.c.id, org_unit.c.path).where(org_unit.c.kind == "grid")).all())
     made: list[Made] = []
     for n in range(1, 121):

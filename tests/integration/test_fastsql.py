@@ -10,7 +10,8 @@ from sqlalchemy import insert, select
 from engine import audit
 from engine.store import fastsql
 from engine.store.db import Database
-from engine.store.models import audit_event, case, spec_version
+from engine.store.models import audit_event, case
+from tests.conftest import insert_bare_spec_version
 
 AT = datetime(2025, 3, 3, 1, 0, 0, tzinfo=UTC)  # no microseconds: the text format must still match
 LATER = datetime(2025, 3, 3, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=8)))
@@ -30,17 +31,7 @@ def test_rows_written_by_prepared_sql_read_back_through_core_unchanged(db: Datab
 
 def test_rows_written_by_core_are_read_by_prepared_sql_with_instants_and_json(db: Database) -> None:
     with db.write() as conn:
-        conn.execute(
-            insert(spec_version).values(
-                process_id="p",
-                content_hash="h",
-                files={},
-                spec_json="{}",
-                task_meta={},
-                serializer_version="1.5",
-                deployed_at=AT,
-            )
-        )
+        insert_bare_spec_version(conn, "p", AT)
         conn.execute(
             insert(case).values(
                 number="WO1",

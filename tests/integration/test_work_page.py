@@ -14,7 +14,8 @@ from sqlalchemy import Connection, insert, select
 from engine import tasks
 from engine.demo_org import load_demo_org
 from engine.store.db import Database
-from engine.store.models import case, human_task, membership, spec_version
+from engine.store.models import case, human_task, membership
+from tests.conftest import insert_bare_spec_version
 
 AT = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
 PEOPLE = ["community_c1", "community_c2", "dept_urban_1", "gw_g1", "street_s1", "caller_1"]
@@ -23,17 +24,7 @@ PEOPLE = ["community_c1", "community_c2", "dept_urban_1", "gw_g1", "street_s1", 
 def _fill(conn: Connection, seed: int) -> list[dict[str, object]]:
     rng = random.Random(seed)
     load_demo_org(conn, now=AT, password_for=lambda _p: "not-used-here-1")
-    conn.execute(
-        insert(spec_version).values(
-            process_id="p",
-            content_hash="h",
-            files={},
-            spec_json="{}",
-            task_meta={},
-            serializer_version="1",
-            deployed_at=AT,
-        )
-    )
+    insert_bare_spec_version(conn, "p", AT)
     held = [
         (r.role, r.org_unit_id) for r in conn.execute(select(membership.c.role, membership.c.org_unit_id))
     ]
