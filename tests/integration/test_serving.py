@@ -224,6 +224,34 @@ def test_an_idle_keep_alive_connection_is_closed_when_it_expires(tmp_path: Path)
         _stop(server)
 
 
+def test_closing_a_connection_whose_client_stays_silent_holds_nothing_up(tmp_path: Path) -> None:
+    """The worker closes an expired keep-alive connection as RFC 9112 §9.6 asks: it shuts its side and
+    reads on until the client closes too, at most 2 s. That reading happens between other requests:
+    a client that never closes (here ``silent``, like the load bench's idle login connections) must
+    not stall the worker's other clients meanwhile. What the silent client still sends is dropped."""
+    server = _start("tests.fixtures.wsgi.probe:app", tmp_path, "--keep-alive", "1")
+    try:
+        with server.connect() as silent:
+            silent_stream = silent.makefile("rb")
+            silent.sendall(_request("GET", "/"))
+            assert _response(silent_stream)[0] == 200
+            silent.settimeout(10)
+            assert silent_stream.read() == b""  # expired: the server shut its side, and now lingers
+            sock = server.connect()
+            stream = sock.makefile("rb")
+            sock.settimeout(1.0)  # under the 2 s the server lingers on `silent` for
+            for n in range(3):
+                sock.sendall(_request("POST", "/echo", f"n={n}".encode()))
+                assert _response(stream)[2].endswith(f":n={n}".encode())
+            silent.sendall(_request("GET", "/"))  # read and dropped, never answered
+            sock.sendall(_request("POST", "/echo", b"after"))
+            assert _response(stream)[2].endswith(b":after")
+            sock.close()
+    finally:
+        log = _stop(server)
+    assert "Traceback" not in log, log
+
+
 def _both_workers_serving(server: Server) -> None:
     """Wait until each of the two workers has answered: one busy with a slow request, the other
     must take the next connection."""
