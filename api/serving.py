@@ -76,7 +76,6 @@ class Connection:
         return bool(self.parser is not None and self.parser.unreader.buf.getvalue())
 
 
-
 class Lingering:
     """A connection the worker is closing (RFC 9112 §9.6): its write side is shut, so the client has
     the whole last answer and an end of stream; what the client still sends is read and dropped, in
