@@ -7,6 +7,9 @@ caller locks the case row with ``SELECT … FOR UPDATE`` (``lock_case``). On SQL
 in-process (a lock per handle) and then across processes on ``<database>.writer-lock`` (``flock``), so
 the next writer starts the moment the last one commits; SQLite's own lock is then free at once, and is
 polled for only when a writer outside gridcase holds it.
+
+Commits on SQLite only append to the write-ahead log: copying it into the database file (a
+checkpoint) is left to ``Checkpointer``, a thread of the process, not done inside a commit.
 """
 
 from __future__ import annotations
@@ -62,9 +65,14 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer's work, outside the write lock
+    cur.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     cur.close()
 
 
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes of WAL file kept once a checkpoint has emptied it
+CHECKPOINT_EVERY_S = 0.25  # how often the checkpointer looks for committed writes to copy
+CHECKPOINTER_IDLE_S = 10.0  # with no commit for this long, its thread ends (the next commit starts one)
 WRITER_WAIT_S = 30.0  # how long a writer waits for SQLite's single write lock before giving up
 
 
@@ -104,12 +112,20 @@ def _sqlite_begin(conn: Connection) -> None:
         cursor.close()
 
 
+def _sqlite_file(url: str) -> str | None:
+    """The database file a ``sqlite:///`` URL names; None for anything else (memory, URI options)."""
+    path = url.split("///", 1)[1] if "///" in url else ""
+    if not path or path.startswith(":memory:") or "?" in path:
+        return None
+    return path
+
+
 def _writer_lock_file(url: str) -> int | None:
     """A lock file beside the SQLite database that gridcase processes take (``flock``) before SQLite's
     write lock: a waiting writer is woken by the kernel as soon as the holder commits, instead of
     polling SQLite's lock (writers outside gridcase are still polled for)."""
-    path = url.split("///", 1)[1] if "///" in url else ""
-    if not path or path.startswith(":memory:") or "?" in path:
+    path = _sqlite_file(url)
+    if path is None:
         return None
     try:
         return os.open(f"{path}.writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -117,10 +133,95 @@ def _writer_lock_file(url: str) -> int | None:
         return None
 
 
+class Checkpointer:
+    """Copies the write-ahead log into the SQLite database file, mostly off the write lock.
+
+    SQLite's own automatic checkpoint runs inside the commit that takes the log past 1000 pages, while
+    that writer still holds the single write lock. Measured over 150 work-order lifecycles in-process,
+    1 % of commits took 4.4 ms or more, the longest 329 ms, and under load every writer of every worker
+    waited behind them. Here the work is split in two:
+
+    - a daemon thread of the process runs a ``PASSIVE`` checkpoint on a connection of its own every
+      ``every_s`` seconds in which a write committed: it copies the bulk of the log, taking no lock
+      that writers or readers wait for (the sqlite3 module lets go of the GIL meanwhile);
+    - the next writer to commit after that pass, still holding the write lock, runs one more passive
+      checkpoint on its own connection: it copies only what was committed during the pass, but with
+      no writer appending meanwhile it reaches the end of the log, so the writer after it starts the
+      log again from its beginning. (Passes alone never reach the end under a steady load: the log
+      grew to 2 GB in a 40 s load bench.)
+
+    The thread starts with the first commit in a process, so a process forked after that (gunicorn,
+    Celery) starts its own, and ends after ``CHECKPOINTER_IDLE_S`` without one. Two processes' passes
+    at once are harmless: the second finds the work done or the checkpoint lock taken, and the next
+    pass goes on from there."""
+
+    def __init__(self, path: str, every_s: float) -> None:
+        self.path, self.every_s = path, every_s
+        self.passes = 0  # background passes done by this process's thread
+        self._dirty = False
+        self._behind = False  # a pass ended: the next writer catches the log up
+        self._pid: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def committed(self, dbapi_connection: Any) -> None:
+        """A write committed on ``dbapi_connection``, whose writer still holds the write lock: catch the
+        log up if a pass has ended since the last time, and make sure this process has its thread."""
+        self._dirty = True
+        if self._behind:
+            self._behind = False
+            try:
+                dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error:  # the write is committed all the same: a later writer catches up
+                self._behind = True
+        if self._pid != os.getpid():
+            self._pid, self._stop = os.getpid(), threading.Event()
+            self._thread = threading.Thread(
+                target=self._run, args=(self._stop,), name="gridcase-checkpointer", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self, stop: threading.Event) -> None:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        idle = 0
+        try:
+            while not stop.wait(self.every_s):
+                if not self._dirty:
+                    idle += 1
+                    if idle * self.every_s >= CHECKPOINTER_IDLE_S:  # the next commit starts another
+                        self._pid = None
+                        return
+                    continue
+                idle, self._dirty = 0, False
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:  # the file is gone or taken over for a moment: next turn
+                    self._dirty = True
+                    continue
+                self.passes += 1
+                self._behind = True
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        """End this process's thread (what is left in the log stays there, as safe as in the file)."""
+        self._stop.set()
+        if self._thread is not None and self._pid == os.getpid():
+            self._thread.join(timeout=30)
+        self._thread, self._pid = None, None
+
+
+def _checkpointer(url: str, every_s: float) -> Checkpointer | None:
+    path = _sqlite_file(url)
+    return Checkpointer(path, every_s) if path is not None else None
+
+
 class Database:
     """One SQLAlchemy engine plus the transaction helpers the engine uses."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, checkpoint_every_s: float = CHECKPOINT_EVERY_S
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo, "future": True, "json_deserializer": json_loads}
@@ -134,6 +235,7 @@ class Database:
         self._writer = threading.RLock() if self.is_sqlite else None
         self._depth = 0
         self._lock_fd = _writer_lock_file(url) if self.is_sqlite else None
+        self._checkpointer = _checkpointer(url, checkpoint_every_s) if self.is_sqlite else None
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -151,6 +253,7 @@ class Database:
         db._writer = threading.RLock() if db.is_sqlite else None
         db._depth = 0
         db._lock_fd = _writer_lock_file(url) if db.is_sqlite else None
+        db._checkpointer = _checkpointer(url, CHECKPOINT_EVERY_S) if db.is_sqlite else None
         if db.is_sqlite:
             event.listen(db.engine, "connect", _sqlite_connect)
             event.listen(db.engine, "begin", _sqlite_begin)
@@ -189,6 +292,8 @@ class Database:
                 try:
                     with conn.begin():
                         yield conn
+                    if self._checkpointer is not None and self._depth == 1:
+                        self._checkpointer.committed(conn.connection.dbapi_connection)
                 finally:
                     if self._depth == 1 and self._lock_fd is not None:
                         fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
@@ -240,6 +345,8 @@ class Database:
         return inspect(self.engine).has_table("case")
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self.engine.dispose()
         if self._lock_fd is not None:
             os.close(self._lock_fd)

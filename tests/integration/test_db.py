@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -98,4 +99,53 @@ def test_a_writer_outside_gridcase_is_still_waited_for_and_given_up_on(
         outsider.close()
     with database.write() as conn:  # and the lock file was let go on the way out
         conn.execute(text("INSERT INTO t VALUES (3)"))
+    database.dispose()
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)  # polling the checkpointer's thread, not travelling in time
+    return True
+
+
+def _write_blobs(database: Database, count: int, size: int) -> None:
+    with database.write() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS blob (b BLOB)"))
+        for _ in range(count):
+            conn.execute(text("INSERT INTO blob VALUES (randomblob(:size))"), {"size": size})
+
+
+def test_a_commit_leaves_copying_the_log_into_the_file_to_the_checkpointer(tmp_path: Path) -> None:
+    """SQLite would checkpoint inside the commit that takes the log past 1000 pages (4 MB), while the
+    writer still holds the write lock; gridcase's commits only append to the log, and the checkpointer's
+    thread copies it into the database file."""
+    path = tmp_path / "w.db"
+    idle = Database(f"sqlite:///{path}", checkpoint_every_s=3600)
+    _write_blobs(idle, 2000, 4000)  # about 8 MB
+    assert path.stat().st_size < 1_000_000 and Path(f"{path}-wal").stat().st_size > 8_000_000
+    idle.dispose()
+    busy = Database(f"sqlite:///{path}", checkpoint_every_s=0.05)
+    _write_blobs(busy, 1, 10)
+    assert _wait_for(lambda: path.stat().st_size > 8_000_000)
+    busy.dispose()
+
+
+def test_under_steady_writes_the_log_starts_over_instead_of_growing(tmp_path: Path) -> None:
+    """The checkpointer's passes run while writers go on committing, so alone they never reach the end of
+    the log and SQLite never starts it over; the writer after a pass catches it up under the write lock.
+    40 MB committed in 4 KB steps leave a log of a few MB."""
+    path = tmp_path / "w.db"
+    database = Database(f"sqlite:///{path}", checkpoint_every_s=0.02)
+    passes = 0
+    for _ in range(10_000):
+        _write_blobs(database, 1, 4000)
+        if database._checkpointer is not None:
+            passes = database._checkpointer.passes
+    assert passes >= 5
+    assert Path(f"{path}-wal").stat().st_size < 16_000_000
+    with database.read() as conn:
+        assert conn.execute(text("SELECT count(*) FROM blob")).scalar() == 10_000
     database.dispose()
