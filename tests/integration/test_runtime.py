@@ -87,6 +87,19 @@ def test_a_case_runs_from_report_to_closed_and_the_work_lists_follow(rt: Runtime
     ]
 
 
+def test_the_workflow_cache_keeps_open_cases_and_lets_closed_ones_go(rt: Runtime) -> None:
+    """A closed case takes no more steps: its workflow leaves the cache with its last step, so the
+    cache (and each full run of the garbage collector) holds only workflows that may be stepped."""
+    started, other = start_demo(rt), start_demo(rt)
+    [handle] = ready(rt, started.id)
+    tasks.complete_task(handle.id, rt=rt, actor="gw_g1", data={"result": "已清理"})
+    assert set(rt.workflows._items) == {started.id, other.id}
+    [verify] = ready(rt, started.id)
+    tasks.complete_task(verify.id, rt=rt, actor="community_c1", data={"verify_result": "pass"})
+    assert cases.get_case(started.id, rt=rt).status == "completed"
+    assert set(rt.workflows._items) == {other.id}
+
+
 def test_every_step_survives_a_restart_with_nothing_kept_in_memory(
     db: Database, clock: FixedClock, rt: Runtime
 ) -> None:
