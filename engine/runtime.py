@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -110,7 +110,10 @@ class WorkflowCache:
     def take(self, case_id: int, version: int) -> spiff.Instance | None:
         with self._lock:
             item = self._drop(case_id)
-        if item is None or item[0] != version:
+        if item is None:
+            return None
+        if item[0] != version:
+            item[1].release()
             return None
         return item[1]
 
@@ -128,22 +131,40 @@ class WorkflowCache:
         if self.capacity <= 0:
             return
         ready = tuple(t.task_id for t in instance.ready_user_tasks())
+        gone: list[tuple[int, spiff.Instance, tuple[str, ...]] | None] = []
         with self._lock:
-            self._drop(case_id)
+            gone.append(self._drop(case_id))
             self._items[case_id] = (version, instance, ready)
             for task_id in ready:
                 self._by_task[task_id] = case_id
             while len(self._items) > self.capacity:
-                self._drop(next(iter(self._items)))
+                gone.append(self._drop(next(iter(self._items))))
+        self._release(gone, keep=instance)
 
-    def discard(self, case_id: int) -> None:
+    def discard(self, case_id: int, instance: spiff.Instance | None = None) -> None:
+        """Forget the case's workflow (and take apart ``instance``, taken out of the cache earlier):
+        it will not be used again."""
         with self._lock:
-            self._drop(case_id)
+            gone = [self._drop(case_id)]
+        self._release(gone, keep=None)
+        if instance is not None:
+            instance.release()
 
     def clear(self) -> None:
         with self._lock:
+            gone = list(self._items.values())
             self._items.clear()
             self._by_task.clear()
+        self._release(gone, keep=None)
+
+    @staticmethod
+    def _release(
+        items: Iterable[tuple[int, spiff.Instance, tuple[str, ...]] | None], keep: spiff.Instance | None
+    ) -> None:
+        """Take apart the workflows of entries that left the cache (``Instance.release``)."""
+        for item in items:
+            if item is not None and item[1] is not keep:
+                item[1].release()
 
     def bumped(self, versions: Mapping[int, int]) -> None:
         """Cases whose version moved (case id -> new version) without their workflow changing, e.g. an
@@ -357,7 +378,7 @@ def step(
     # is one more for each full collection of the garbage collector to visit (about 230 a workflow;
     # a full cache of 512 made pauses of 110 ms in the load bench).
     if current.case_values.get("status") == "completed":
-        rt.workflows.discard(case_id)
+        rt.workflows.discard(case_id, current.loaded)
     elif current.loaded is not None:
         rt.workflows.put(case_id, current.new_version, current.loaded)
     else:

@@ -154,3 +154,50 @@ def test_a_gateway_with_no_path_for_the_values_names_the_gateway_and_its_variabl
         complete(instance, "verify", {"verify_result": "maybe"})
     assert caught.value.code == "gateway.no_route"
     assert caught.value.details == {"element_id": "verify_gateway", "variables": {"verify_result": "maybe"}}
+
+
+def test_a_released_workflow_is_freed_by_reference_counting_alone() -> None:
+    """``Instance.release`` (a closed case's workflow, one evicted from the cache) leaves nothing of the
+    workflow, its tasks, its subprocess or its event manager for the cyclic garbage collector."""
+    import gc
+
+    validation = specs.validate(
+        specs.read_sources([REPO / "workflows" / "work_order"]), forms_dir=REPO / "forms", sandbox=Sandbox()
+    )
+    process = validation.processes["work_order"]
+
+    def running() -> spiff.Instance:
+        data = {"grid_id": "g1", "category": "noise", "title": "噪音扰民"}
+        instance = spiff.Instance.start(process.spec, process.subprocess_specs, Sandbox(), data, CLOCK)
+        for name, form in (
+            ("accept", {"decision": "accept", "opinion": "属实"}),
+            ("dispatch", {"dispatch_decision": "confirm"}),
+            ("claim", {"claim_decision": "claim"}),
+        ):
+            complete(instance, name, form)
+        assert instance.workflow.subprocesses  # 处置 runs in the joint-handling subprocess
+        instance.delta()
+        return instance
+
+    def left_to_the_collector(release: bool) -> list[str]:
+        instance = running()
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            if release:
+                instance.release()
+            del instance
+            gc.collect()
+            return [
+                type(o).__module__
+                for o in gc.garbage
+                if type(o).__module__.startswith(("SpiffWorkflow", "engine"))
+            ]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+
+    assert left_to_the_collector(release=False)  # whole, the workflow is a tangle of cycles
+    assert left_to_the_collector(release=True) == []
