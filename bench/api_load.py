@@ -360,6 +360,7 @@ def _drive_part(
     others' threads for a GIL (measured with 5 processes of 10 threads: p99 132 ms; with 10 of 5: 95 ms;
     the server saw the same requests). The persons the clients play log in first, once per process."""
     stats: dict[str, list[float]] = defaultdict(list)
+    answered: list[tuple[float, float]] = []  # (wall-clock instant, latency) of every answer
     errors: list[str] = []
     done = 0
     login = Client(port, defaultdict(list))
@@ -423,7 +424,9 @@ def _drive_part(
                 if answer is None:
                     continue
                 status, data, c.buffer, closes = answer
-                stats[c.label].append(time.perf_counter() - c.sent_at)
+                took = time.perf_counter() - c.sent_at
+                stats[c.label].append(took)
+                answered.append((time.time(), took))
                 if closes:
                     raise OSError("the server closed the connection")
                 if status >= 400:
@@ -431,12 +434,42 @@ def _drive_part(
                 send(c, json.loads(data) if data else None)
             except (RuntimeError, OSError, KeyError, StopIteration) as err:
                 fail(c, str(err))
-    results.put((done, dict(stats), errors))
+    results.put((done, dict(stats), errors, answered))
+
+
+@dataclass(frozen=True)
+class Second:
+    """The answers that arrived in one second of the run: how many, and the longest of them (ms)."""
+
+    answers: int
+    longest_ms: float
+
+
+@dataclass(frozen=True)
+class Drive:
+    rate: float  # completed tasks a second
+    stats: dict[str, list[float]]  # latencies by endpoint label
+    errors: int
+    seconds: list[Second]  # second by second, whole seconds of the run only
+
+
+def by_second(answered: list[tuple[float, float]], started: float, elapsed: float) -> list[Second]:
+    """Answers and the longest latency in each whole second of the run: a stall of the server (a
+    collector pause, a checkpoint, a worker held up) shows as a second with few answers and a long one,
+    which a p99 over the whole run can hide."""
+    counts = [0] * int(elapsed)
+    longest = [0.0] * int(elapsed)
+    for at, took in answered:
+        k = int(at - started)
+        if 0 <= k < len(counts):
+            counts[k] += 1
+            longest[k] = max(longest[k], took * 1000)
+    return [Second(n, ms) for n, ms in zip(counts, longest, strict=True)]
 
 
 def drive(
     port: int, clients: int, seconds: float, process: str, processes: int = 1, in_step: bool = False
-) -> tuple[float, dict[str, list[float]], int]:
+) -> Drive:
     """``clients`` keep-alive clients spread over ``processes`` load-generator processes, all logged in
     before the common start; completed tasks per second and latencies."""
     processes = max(1, min(processes, clients))
@@ -466,14 +499,16 @@ def drive(
         proc.join(timeout=30)
     stats: dict[str, list[float]] = defaultdict(list)
     done, errors = 0, []
-    for part_done, part_stats, part_errors in parts:
+    answered: list[tuple[float, float]] = []
+    for part_done, part_stats, part_errors, part_answered in parts:
+        answered += part_answered
         done += part_done
         errors += part_errors
         for label, values in part_stats.items():
             stats[label] += values
     if errors:
         print(f"  {len(errors)} failed requests, e.g. {errors[0]}")
-    return done / elapsed, stats, len(errors)
+    return Drive(done / elapsed, stats, len(errors), by_second(answered, started, elapsed))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -555,12 +590,11 @@ def run_backend(
     proc, port = start_server(url, args.workers, args.threads, args.worker_class)
     try:
         http_cost, service_cost = step_costs(port, args.serial_rounds, service)
-        rate, stats, _errors = drive(
-            port, args.clients, args.seconds, args.process, args.client_processes, args.in_step
-        )
+        run = drive(port, args.clients, args.seconds, args.process, args.client_processes, args.in_step)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    stats, rate = run.stats, run.rate
     everything = [v for values in stats.values() for v in values]
     print(
         f"{name}: {args.process} lifecycles ({len(PROCESS_STEPS[args.process])} tasks, "
@@ -581,6 +615,15 @@ def run_backend(
         f"  all       n={len(everything):>6}  p99 {p99:.1f} ms;  one step (claim or complete), one client: "
         f"over HTTP {http_cost:.2f} ms, in-process {service_cost:.2f} ms"
     )
+    if run.seconds:
+        answers = sorted(second.answers for second in run.seconds)
+        slowest = min(run.seconds, key=lambda second: second.answers)
+        worst = max(run.seconds, key=lambda second: second.longest_ms)
+        print(
+            f"  second by second ({len(run.seconds)} s): answers median {answers[len(answers) // 2]}, "
+            f"fewest {slowest.answers} (longest answer then {slowest.longest_ms:.0f} ms); "
+            f"longest answer of the run {worst.longest_ms:.0f} ms (in a second of {worst.answers} answers)"
+        )
     return rate, p99, http_cost, service_cost
 
 

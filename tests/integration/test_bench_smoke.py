@@ -35,6 +35,8 @@ def test_the_api_load_bench_completes_lifecycles_without_failed_requests(process
     found = re.search(r"^RESULT tasks_per_s=([0-9.]+) p99_ms=([0-9.]+) http_vs_service=([0-9.]+)$", out, re.M)
     assert found is not None, out
     assert float(found.group(1)) > 0, out
+    seconds = re.search(r"second by second \((\d+) s\): answers median (\d+), fewest (\d+)", out)
+    assert seconds is not None and int(seconds.group(1)) >= 1 and int(seconds.group(3)) > 0, out
 
 
 def test_the_org_lookups_bench_runs_at_both_sizes() -> None:
