@@ -6,8 +6,14 @@ the 7 tasks of the main line a case read, a claim and a complete by the person w
 of the closed case; ``--process demo``: the 2-task demo process), for a bounded time, with no think time
 (a closed loop: each client sends its next request as soon as the last one is answered). The clients
 run on an event loop in ``--client-processes`` load-generator processes; all log in before the common
-start. Prints completed tasks/s, p50/p99 per endpoint, and the HTTP cost of one step against the
-service-layer cost of the same step (engine called in-process), the two measured alternately.
+start. Prints completed tasks/s, p50/p99 per endpoint, the run second by second, and the HTTP cost of
+one step against the service-layer cost of the same step (engine called in-process), the two measured
+alternately.
+
+A run lasts 60 s by default: a server reaches its steady state only after half a minute. Each worker's
+workflow cache fills within about 20 s, idle keep-alive connections (the clients' logins) expire at
+30 s, and the write-ahead log and the collector's heap grow meanwhile; the stalls of session 8 (a 2 s
+lingering close, checkpoints in commits, 110 ms collector pauses) did not show in 15 s runs.
 
 Client i starts at request i mod (requests a lifecycle) (it first reads its work list that many times),
 as independent users do. Started all at intake in the same instant (``--in-step``), the clients stay in
@@ -15,7 +21,7 @@ step for the whole run: a server answering in arrival order gives each client on
 
 ``--worker-class gthread`` (with ``--threads N``) and ``sync`` are there for comparison.
 
-    python bench/api_load.py [--clients 50] [--seconds 15] [--workers 2] [--client-processes 2]
+    python bench/api_load.py [--clients 50] [--seconds 60] [--workers 2] [--client-processes 2]
                              [--process work_order|demo]
 
 Last line: ``RESULT tasks_per_s=… p99_ms=… http_vs_service=…`` (SQLite figures).
@@ -630,7 +636,7 @@ def run_backend(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="request threads per gthread worker")
     parser.add_argument("--worker-class", default="keepalive", choices=sorted(WORKER_CLASSES))
