@@ -182,26 +182,28 @@ class Checkpointer:
             self._thread.start()
 
     def _run(self, stop: threading.Event) -> None:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         idle = 0
-        try:
-            while not stop.wait(self.every_s):
-                if not self._dirty:
-                    idle += 1
-                    if idle * self.every_s >= CHECKPOINTER_IDLE_S:  # the next commit starts another
-                        self._pid = None
-                        return
-                    continue
-                idle, self._dirty = 0, False
+        while not stop.wait(self.every_s):
+            if not self._dirty:
+                idle += 1
+                if idle * self.every_s >= CHECKPOINTER_IDLE_S:  # the next commit starts another
+                    self._pid = None
+                    return
+                continue
+            idle, self._dirty = 0, False
+            # A connection a pass: one left open while the thread waits would outlive the process's
+            # other connections at exit, and SQLite empties the log only when the last one closes.
+            try:
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error:  # the file is gone or taken over for a moment: next turn
-                    self._dirty = True
-                    continue
-                self.passes += 1
-                self._behind = True
-        finally:
-            conn.close()
+                finally:
+                    conn.close()
+            except sqlite3.Error:  # the file is gone or taken over for a moment: next turn
+                self._dirty = True
+                continue
+            self.passes += 1
+            self._behind = True
 
     def stop(self) -> None:
         """End this process's thread (what is left in the log stays there, as safe as in the file)."""

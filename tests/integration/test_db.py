@@ -149,3 +149,37 @@ def test_under_steady_writes_the_log_starts_over_instead_of_growing(tmp_path: Pa
     with database.read() as conn:
         assert conn.execute(text("SELECT count(*) FROM blob")).scalar() == 10_000
     database.dispose()
+
+
+def test_a_process_that_exits_leaves_no_log_behind(tmp_path: Path) -> None:
+    """SQLite empties the log into the file when a process's last connection closes. The checkpointer
+    holds no connection between its passes, so a short-lived process (a CLI command, a cron job) that
+    exits without disposing of its handle still leaves the database whole in its file: run after run,
+    the log does not grow."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    path = tmp_path / "cli.db"
+    script = f"""
+import time
+from sqlalchemy import text
+from engine.store.db import Database
+db = Database("sqlite:///{path}", checkpoint_every_s=0.05)
+def write():
+    with db.write() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS blob (b BLOB)"))
+        for _ in range(200):
+            conn.execute(text("INSERT INTO blob VALUES (randomblob(4000))"))
+write()
+deadline = time.monotonic() + 30
+while db._checkpointer.passes < 1 and time.monotonic() < deadline:
+    time.sleep(0.01)
+write()
+"""
+    for run in (1, 2):
+        subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True, timeout=120)
+        wal = Path(f"{path}-wal")
+        assert not wal.exists() or wal.stat().st_size == 0, f"run {run}: {wal.stat().st_size} bytes of log"
+        assert path.stat().st_size > run * 1_600_000
