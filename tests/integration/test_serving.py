@@ -211,15 +211,20 @@ def test_a_bad_read_timeout_stops_the_server_with_a_clear_error(tmp_path: Path) 
     assert "GRIDCASE_READ_TIMEOUT_S must be a number of seconds above 0, not 'soon'" in log.read_text()
 
 
+def _answered_then_expired(sock: socket.socket) -> None:
+    """One request answered on ``sock``; then, the connection idle, the server's end of stream."""
+    stream = sock.makefile("rb")
+    sock.sendall(_request("GET", "/"))
+    assert _response(stream)[0] == 200
+    sock.settimeout(10)
+    assert stream.read() == b""  # closed by the server after its keep-alive, not by our timeout
+
+
 def test_an_idle_keep_alive_connection_is_closed_when_it_expires(tmp_path: Path) -> None:
     server = _start("tests.fixtures.wsgi.probe:app", tmp_path, "--keep-alive", "1")
     try:
         with server.connect() as sock:
-            stream = sock.makefile("rb")
-            sock.sendall(_request("GET", "/"))
-            assert _response(stream)[0] == 200
-            sock.settimeout(10)
-            assert stream.read() == b""  # closed by the server after ~1 s idle, not by our timeout
+            _answered_then_expired(sock)
     finally:
         _stop(server)
 
@@ -232,11 +237,7 @@ def test_closing_a_connection_whose_client_stays_silent_holds_nothing_up(tmp_pat
     server = _start("tests.fixtures.wsgi.probe:app", tmp_path, "--keep-alive", "1")
     try:
         with server.connect() as silent:
-            silent_stream = silent.makefile("rb")
-            silent.sendall(_request("GET", "/"))
-            assert _response(silent_stream)[0] == 200
-            silent.settimeout(10)
-            assert silent_stream.read() == b""  # expired: the server shut its side, and now lingers
+            _answered_then_expired(silent)  # the server shut its side, and now lingers
             sock = server.connect()
             stream = sock.makefile("rb")
             sock.settimeout(1.0)  # under the 2 s the server lingers on `silent` for
