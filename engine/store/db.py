@@ -175,11 +175,13 @@ class Checkpointer:
             except sqlite3.Error:  # the write is committed all the same: a later writer catches up
                 self._behind = True
         if self._pid != os.getpid():
-            self._pid, self._stop = os.getpid(), threading.Event()
-            self._thread = threading.Thread(
-                target=self._run, args=(self._stop,), name="gridcase-checkpointer", daemon=True
-            )
-            self._thread.start()
+            stop = threading.Event()
+            thread = threading.Thread(target=self._run, args=(stop,), name="checkpointer", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # no thread to be had now: the write stands, the next commit tries again
+                return
+            self._pid, self._stop, self._thread = os.getpid(), stop, thread
 
     def _run(self, stop: threading.Event) -> None:
         idle = 0

@@ -183,3 +183,24 @@ write()
         wal = Path(f"{path}-wal")
         assert not wal.exists() or wal.stat().st_size == 0, f"run {run}: {wal.stat().st_size} bytes of log"
         assert path.stat().st_size > run * 1_600_000
+
+
+def test_a_write_stands_when_the_checkpointer_cannot_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpointer starts after a commit: if no thread can be had then, the committed write is not
+    reported as failed, and a later commit starts the thread."""
+    database = Database(f"sqlite:///{tmp_path / 'w.db'}", checkpoint_every_s=0.05)
+
+    def no_thread(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(threading.Thread, "start", no_thread)
+        _write_blobs(database, 1, 10)
+    _write_blobs(database, 1, 10)
+    assert database._checkpointer is not None
+    assert _wait_for(lambda: database._checkpointer is not None and database._checkpointer.passes >= 1)
+    with database.read() as conn:
+        assert conn.execute(text("SELECT count(*) FROM blob")).scalar() == 2
+    database.dispose()
