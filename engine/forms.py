@@ -28,6 +28,13 @@ def validate_form(form_key: str, schema_text: str, data: Mapping[str, object]) -
         raise InvalidInput(
             "form.invalid", "form data must be a JSON object", {"form_key": form_key, "fields": {}}
         )
+    fields = form_errors(schema_text, data)
+    if fields:
+        raise invalid_form(form_key, fields)
+
+
+def form_errors(schema_text: str, data: Mapping[str, object]) -> dict[str, str]:
+    """{field path: message} for each field of ``data`` the form's schema refuses; empty when valid."""
     fields: dict[str, str] = {}
     for error in _validator(schema_text).iter_errors(dict(data)):
         path = "/".join(str(p) for p in error.absolute_path)
@@ -45,12 +52,16 @@ def validate_form(form_key: str, schema_text: str, data: Mapping[str, object]) -
         fields.setdefault(path or "(form)", error.message)
         if len(fields) >= MAX_FIELDS_REPORTED:
             break
-    if fields:
-        raise InvalidInput(
-            "form.invalid",
-            f"{len(fields)} field(s) of form '{form_key}' are invalid",
-            {"form_key": form_key, "fields": fields},
-        )
+    return fields
+
+
+def invalid_form(form_key: str, fields: Mapping[str, str]) -> InvalidInput:
+    """The ``form.invalid`` error for the fields ``form_errors`` found."""
+    return InvalidInput(
+        "form.invalid",
+        f"{len(fields)} field(s) of form '{form_key}' are invalid",
+        {"form_key": form_key, "fields": dict(fields)},
+    )
 
 
 def schema_fingerprint(schema_text: str) -> str:

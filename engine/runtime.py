@@ -54,6 +54,7 @@ class SpecCache:
 
     def __init__(self) -> None:
         self._entries: dict[int, SpecEntry] = {}
+        self._by_spec: dict[int, SpecEntry] = {}  # id() of an entry's process spec -> the entry
         self._newest: dict[str, int] = {}  # process id -> newest version this process has started cases on
         self._lock = threading.Lock()
 
@@ -85,8 +86,15 @@ class SpecCache:
             caught=spiff.boundary_messages([spec, *subs.values()]),
         )
         with self._lock:
-            self._entries.setdefault(version_id, entry)
-        return self._entries[version_id]
+            kept = self._entries.setdefault(version_id, entry)
+            self._by_spec[id(kept.spec)] = kept
+        return kept
+
+    def holding(self, spec: spiff.ProcessSpec) -> SpecEntry | None:
+        """The cached entry whose process spec is ``spec`` itself (a cached workflow's), if any: entries
+        are never dropped, so an id is never reused for another spec."""
+        entry = self._by_spec.get(id(spec))
+        return entry if entry is not None and entry.spec is spec else None
 
 
 class WorkflowCache:

@@ -801,6 +801,15 @@ class Instance:
     def completed(self) -> bool:
         return bool(self.workflow.completed)
 
+    @property
+    def spec(self) -> BpmnProcessSpec:
+        """The process spec the workflow runs (the object it was started or loaded with)."""
+        return self.workflow.spec
+
+    def ready_task_spec(self, task_id: str) -> str | None:
+        """The spec name of ready user task ``task_id``; None when no such task is ready."""
+        return next((t.task_spec for t in self.ready_user_tasks() if t.task_id == task_id), None)
+
     def data(self) -> dict[str, object]:
         last = self.workflow.last_task
         return dict(last.data) if last is not None else dict(self.workflow.data)

@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
-from engine import access, actions, audit, orgs, reassignment, sla
+from engine import access, actions, audit, forms, orgs, reassignment, sla, spiff
+from engine.clock import Clock
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from engine.forms import validate_form
 from engine.projection import enqueue, refresh, unit_variable
 from engine.runtime import Guard, Runtime, Step, run_early, step
 from engine.store import fastsql
@@ -273,11 +273,19 @@ def _complete(
 ) -> TaskView:
     """One completion step: plain form data, or an action whose data the task's properties define."""
     task_id = _full_id(rt, task_id)
-    early = (
-        run_early(rt, task_id, lambda instance, clock: instance.complete_user_task(task_id, given, clock))
-        if isinstance(given, Mapping)
-        else None
-    )
+    checked: list[_FormCheck] = []
+    early = None
+    if isinstance(given, Mapping):
+
+        def work(instance: spiff.Instance, clock: Clock) -> None:
+            check = _check_form_early(rt, instance, task_id, given)
+            if check is not None:
+                checked.append(check)
+                if check.fields:  # refused: not worth running (the step reports it, after its checks)
+                    raise forms.invalid_form(check.form_key, check.fields)
+            instance.complete_user_task(task_id, given, clock)
+
+        early = run_early(rt, task_id, work)
     with step(rt, task_id=task_id, expected_version=expected_version, guard=guard) as current:
         task = _step_row(current, task_id)
         _check_actor(current.conn, task, actor)
@@ -291,7 +299,11 @@ def _complete(
             )
         data, action = _form_data(current, task, schema, given)
         if form_key and schema is not None:
-            validate_form(str(form_key), schema, data)
+            check = checked[0] if checked and data is given else None
+            if check is None or (check.form_key, check.schema) != (form_key, schema):
+                forms.validate_form(str(form_key), schema, data)
+            elif check.fields:
+                raise forms.invalid_form(check.form_key, check.fields)
         if data is not given or not current.adopt(early):
             current.instance.complete_user_task(task_id, data, rt.clock)
         _approve_extension(current, task, data, actor)
@@ -316,6 +328,31 @@ def _complete(
         )
         view = _step_view(current, task, state="completed", completed_at=current.now, completed_by=actor)
     return view
+
+
+@dataclass(frozen=True, slots=True)
+class _FormCheck:
+    """Form data checked before the write lock against the form of the cached workflow's task: the step
+    uses the outcome, at the point where it validates, when its task row names the same form."""
+
+    form_key: str
+    schema: str
+    fields: dict[str, str]  # the refused fields; empty when the data is valid
+
+
+def _check_form_early(
+    rt: Runtime, instance: spiff.Instance, task_id: str, data: Mapping[str, object]
+) -> _FormCheck | None:
+    """Validate ``data`` against the form of ready task ``task_id`` of a cached workflow (schema
+    validation is pure work, and the lock every SQLite writer waits for need not cover it); None when
+    the task, its spec version or its form is not at hand."""
+    entry = rt.specs.holding(instance.spec)
+    name = instance.ready_task_spec(task_id)
+    meta = entry.user_tasks.get(name) if entry is not None and name is not None else None
+    schema = entry.forms.get(meta.form_key) if entry is not None and meta and meta.form_key else None
+    if meta is None or meta.form_key is None or schema is None:
+        return None
+    return _FormCheck(meta.form_key, schema, forms.form_errors(schema, data))
 
 
 def _form_data(

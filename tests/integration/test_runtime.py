@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from engine import cases, runtime, spiff, tasks, timers
+from engine import cases, forms, runtime, spiff, tasks, timers
 from engine.audit import timeline
 from engine.clock import Clock, FixedClock
 from engine.errors import Conflict, InvalidInput, PermissionDenied, ScriptError
@@ -171,8 +171,8 @@ def test_work_done_before_the_write_lock_is_used_only_while_the_case_stands_stil
 
 
 def test_an_invalid_completion_leaves_no_half_run_workflow_behind(rt: Runtime) -> None:
-    """Form data is validated inside the step; a workflow already run with bad data before the lock
-    is dropped, so the corrected completion runs on the saved state."""
+    """Bad form data is reported by the step; a cached workflow it reached before the lock is dropped,
+    so the corrected completion runs on the saved state."""
     started = start_demo(rt)
     [handle] = ready(rt, started.id)
     with pytest.raises(InvalidInput):
@@ -186,6 +186,53 @@ def test_an_invalid_completion_leaves_no_half_run_workflow_behind(rt: Runtime) -
     with rt.db.read() as conn:
         completed = [e.after for e in timeline(conn, started.id) if e.action == "task.completed"]
     assert completed[0]["data"] == {"result": "已清理"}  # type: ignore[index]
+
+
+def test_form_data_is_checked_before_the_write_lock_and_refused_where_the_step_validates(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite, with the case's workflow cached, the form is validated before the write lock (schema
+    validation needs no database), once. The step reports the outcome at the point where it validates:
+    after the caller's right to act, so an outsider still learns nothing of the form, and with the same
+    fields as a validation inside the lock."""
+    if not rt.db.is_sqlite:
+        pytest.skip("PostgreSQL locks only the case row: a step does no work before its lock")
+    checks: list[bool] = []  # whether this process held the write lock at each validation
+    real_errors = forms.form_errors
+
+    def watched(schema_text: str, data: Mapping[str, object]) -> dict[str, str]:
+        checks.append(rt.db._depth > 0)
+        return real_errors(schema_text, data)
+
+    monkeypatch.setattr(forms, "form_errors", watched)
+    bad = {"result": 5, "colour": "red"}
+
+    started = start_demo(rt)
+    [handle] = ready(rt, started.id)
+    with pytest.raises(PermissionDenied) as outsider:
+        tasks.complete_task(handle.id, rt=rt, actor="gw_g2", data=bad)
+    assert outsider.value.code == "task.not_candidate"
+    assert checks == [False]
+
+    other = start_demo(rt)
+    [other_handle] = ready(rt, other.id)
+    checks.clear()
+    with pytest.raises(InvalidInput) as early:
+        tasks.complete_task(other_handle.id, rt=rt, actor="gw_g1", data=bad)
+    assert checks == [False]  # checked once, before the lock
+    checks.clear()
+    with pytest.raises(InvalidInput) as locked:  # its cached workflow went with the refusal
+        tasks.complete_task(other_handle.id, rt=rt, actor="gw_g1", data=bad)
+    assert checks == [True]  # so checked in the step
+    assert early.value.code == locked.value.code == "form.invalid"
+    assert early.value.details == locked.value.details
+
+    checks.clear()
+    tasks.complete_task(other_handle.id, rt=rt, actor="gw_g1", data={"result": "已清理"})
+    [verify] = ready(rt, other.id)
+    tasks.complete_task(verify.id, rt=rt, actor="community_c1", data={"verify_result": "pass"})
+    assert checks == [True, False]  # the first ran on the saved state; the second on the cached copy
+    assert cases.get_case(other.id, rt=rt).status == "completed"
 
 
 def test_completing_a_task_twice_or_with_a_stale_version_is_a_conflict(rt: Runtime) -> None:
