@@ -66,12 +66,12 @@ READS = [
 class App:
     """The gridcase app called in-process with WSGI environs (what gunicorn builds), bearer tokens."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, runtime: Any = None) -> None:
         os.environ["DATABASE_URL"] = url
         os.environ.setdefault("GRIDCASE_SECRET_KEY", "bench-secret")
         from api.app import create_app
 
-        self.app = create_app()
+        self.app = create_app(runtime=runtime)
         self.tokens: dict[str, str] = {}
 
     def call(self, method: str, path: str, body: object, person: str | None) -> tuple[int, Any]:

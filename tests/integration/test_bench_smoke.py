@@ -1,11 +1,13 @@
 """The benches still run end to end. ``bench/api_load.py``: a short run per lifecycle (real gunicorn,
 real clients), every request answered, lifecycles completed and the RESULT line printed;
-``bench/org_lookups.py`` and ``bench/history.py``: both sizes built and timed. Timings are not checked."""
+``bench/org_lookups.py`` and ``bench/history.py``: both sizes built and timed; ``bench/instructions.py``:
+a lifecycle counted. Timings are not checked."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -73,3 +75,23 @@ def test_the_history_bench_measures_every_read_young_and_old() -> None:
     for label in ("work list", "cases overdue", "dept open", "my reports", "provisional", "case file"):
         assert re.search(rf"^  {label} +[0-9.]+ +[0-9.]+ ", out, re.M), (label, out)
     assert re.search(r"^RESULT cases=640 growth=[0-9.]+$", out, re.M), out
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="bench/instructions.py needs valgrind")
+def test_the_instructions_bench_counts_a_lifecycle() -> None:
+    """``bench/instructions.py``: one lifecycle counted under callgrind after one of warm-up; the count
+    is of the lifecycle only (a run that counted nothing, or the interpreter's start, would be far off)."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "instructions.py"), "--lifecycles", "1", "--warm-up", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    result_line = r"^RESULT instructions_per_lifecycle=([0-9.]+)M instructions_per_request=[0-9]+k$"
+    found = re.search(result_line, out, re.M)
+    assert found, out
+    assert 20 < float(found.group(1)) < 2000, out
