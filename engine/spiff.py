@@ -57,6 +57,7 @@ from SpiffWorkflow.specs.base import TaskSpec
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util import task as _task_util
 from SpiffWorkflow.util.task import TaskState
+from SpiffWorkflow.workflow import Workflow as _Workflow
 
 from engine.clock import Clock, SystemClock
 from engine.errors import Conflict, EngineError, InvalidInput, ScriptError
@@ -94,6 +95,22 @@ for _iterator in (_task_util.TaskIterator, _bpmn_task_util.BpmnTaskIterator):
     _offset = len(_names) - len(_defaults)
     _defaults[_names.index("max_depth") - _offset] = sys.maxsize
     _iterator.__init__.__defaults__ = tuple(_defaults)
+
+# --- no tree walk for WAITING tasks when none is waiting -------------------------------------------------
+# After every task it completes, the library walks the workflow's whole task tree (a Python generator
+# step per task) for WAITING tasks to update. In a work order almost no step has one: 280 of 290 walks
+# over 10 lifecycles found none. When the workflow's task dict holds no WAITING task, the walk (over a
+# subset of that dict) would find none and update nothing: it is skipped. Otherwise the library walks.
+_library_update_waiting_tasks = _Workflow.update_waiting_tasks
+
+
+def _update_waiting_tasks(workflow: _Workflow) -> None:
+    waiting = TaskState.WAITING
+    if any(task._state == waiting for task in workflow.tasks.values()):
+        _library_update_waiting_tasks(workflow)
+
+
+_Workflow.update_waiting_tasks = _update_waiting_tasks
 
 # --- traps 1, 2: timers read the engine's clock ---------------------------------------------------------
 _SYSTEM_CLOCK = SystemClock()

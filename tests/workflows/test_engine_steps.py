@@ -1,7 +1,8 @@
 """``engine.spiff._do_engine_steps`` (READY tasks from the task dict, in the walk's order) against
 SpiffWorkflow's own ``do_engine_steps`` (a walk of the whole tree each pass): every scenario runs with
 each engine pass done both ways, on the workflow and on a twin restored from its serialization, and
-the two must come out the same, task by task."""
+the two must come out the same, task by task. The twin's passes also update WAITING tasks the
+library's way (a walk after every completed task), which the engine skips when none is waiting."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 
 import pytest
 from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.util.task import TaskIterator, TaskState
+from SpiffWorkflow.workflow import Workflow
 
 from engine import specs, spiff
 from engine.clock import FixedClock
@@ -52,7 +55,9 @@ def checked_engine_steps(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]
     def both(workflow: BpmnWorkflow) -> None:
         twin = _twin(workflow)
         same_before = _shape(twin) == _shape(workflow)
-        twin.do_engine_steps()
+        with monkeypatch.context() as library:
+            library.setattr(Workflow, "update_waiting_tasks", spiff._library_update_waiting_tasks)
+            twin.do_engine_steps()
         fast(workflow)
         passes.append(same_before and _shape(workflow) == _shape(twin))
 
@@ -66,6 +71,39 @@ def test_engine_passes_come_out_as_the_librarys(path: Path, checked_engine_steps
     assert outcome.passed, f"{outcome.message}\n" + "\n".join(outcome.log)
     assert checked_engine_steps, "no engine pass was checked"
     assert all(checked_engine_steps), f"passes that differ: {checked_engine_steps}"
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[f"{p.parent.parent.name}/{p.stem}" for p in SCENARIOS])
+def test_the_walk_for_waiting_tasks_is_skipped_only_where_it_finds_none(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before each update of WAITING tasks the library's walk is done aside (it only reads): where it
+    finds one, the library's update must run."""
+    calls: list[tuple[int, bool]] = []  # (WAITING tasks the walk finds, whether the library updated)
+    engine_update = Workflow.update_waiting_tasks
+    library_update = spiff._library_update_waiting_tasks
+
+    def checked(workflow: Workflow) -> None:
+        found = len(list(TaskIterator(workflow.task_tree, state=TaskState.WAITING)))
+        ran: list[bool] = []
+
+        def library(wf: Workflow) -> None:
+            ran.append(True)
+            library_update(wf)
+
+        with monkeypatch.context() as inner:
+            inner.setattr(spiff, "_library_update_waiting_tasks", library)
+            engine_update(workflow)
+        calls.append((found, bool(ran)))
+
+    monkeypatch.setattr(Workflow, "update_waiting_tasks", checked)
+    outcome = run_file(path, workflows_dir=REPO / "workflows", forms_dir=REPO / "forms")
+    assert outcome.passed, f"{outcome.message}\n" + "\n".join(outcome.log)
+    assert calls, "no update of waiting tasks was checked"
+    assert [c for c in calls if c[0] and not c[1]] == [], "WAITING tasks left without their update"
+    if path.parent.parent.name == "work_order" and path.stem == "happy_path":
+        assert any(c == (0, False) for c in calls), "the work order's walks are never skipped"
+        assert any(c[0] and c[1] for c in calls), "the work order never has a WAITING task"
 
 
 def test_parallel_script_tasks_run_in_the_librarys_order(checked_engine_steps: list[bool]) -> None:
