@@ -107,27 +107,35 @@ class App:
         return self.tokens[person]
 
 
+def run_lifecycle(app: App, n: int, *, leave_open: bool = False) -> int:
+    """Client ``n``'s work-order lifecycle through the API (``api_load.lifecycle``), to closure or, with
+    ``leave_open``, only its intake; returns the case's id."""
+    cast = api_load.Cast.of_client(n)
+    tokens = {part: app.token(person) for part, person in cast.people.items()}
+    people = {token: person for person, token in app.tokens.items()}
+    cycle = api_load.lifecycle("work_order", cast, tokens, n)
+    answer: Any = None
+    case_id = 0
+    while True:
+        try:
+            _label, method, path, body, token = cycle.send(answer)
+        except StopIteration:
+            return case_id
+        assert token is not None
+        answer = app.call(method, path, body, people[token])[1]
+        if method == "POST" and path == "/api/cases":
+            case_id = answer["id"]
+            if leave_open:
+                return case_id  # left open at 受理
+
+
 def seed(app: App) -> int:
     """40 closed and 40 open work orders, through the API; returns the last closed case's id."""
-    by_token: dict[str, str] = {}
     last = 0
     for n in range(SEED_CLOSED + SEED_OPEN):
-        cast = api_load.Cast.of_client(n)
-        tokens = {part: app.token(person) for part, person in cast.people.items()}
-        by_token.update({app.token(person): person for person in cast.people.values()})
-        cycle = api_load.lifecycle("work_order", cast, tokens, n)
-        answer = None
-        while True:
-            try:
-                _label, method, path, body, token = cycle.send(answer)
-            except StopIteration:
-                break
-            assert token is not None
-            answer = app.call(method, path, body, by_token[token])[1]
-            if method == "POST" and path == "/api/cases":
-                if n >= SEED_CLOSED:
-                    break  # left open at 受理
-                last = answer["id"]
+        case_id = run_lifecycle(app, n, leave_open=n >= SEED_CLOSED)
+        if n < SEED_CLOSED:
+            last = case_id
     return last
 
 

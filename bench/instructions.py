@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import api_load  # noqa: E402
-from history import App  # noqa: E402
+from history import App, run_lifecycle  # noqa: E402
 
 from engine.runtime import Runtime  # noqa: E402
 from engine.store.db import Database  # noqa: E402
@@ -46,20 +46,8 @@ PROCESS = "work_order"
 
 def drive(app: App, first: int, count: int) -> None:
     """``count`` lifecycles to closure, clients ``first`` … ``first + count - 1`` (their casts vary)."""
-    by_token: dict[str, str] = {}
     for n in range(first, first + count):
-        cast = api_load.Cast.of_client(n)
-        tokens = {part: app.token(person) for part, person in cast.people.items()}
-        by_token.update({app.token(person): person for person in cast.people.values()})
-        cycle = api_load.lifecycle(PROCESS, cast, tokens, n)
-        answer = None
-        while True:
-            try:
-                _label, method, path, body, token = cycle.send(answer)
-            except StopIteration:
-                break
-            assert token is not None
-            answer = app.call(method, path, body, by_token[token])[1]
+        run_lifecycle(app, n)
 
 
 def counting(on: bool) -> None:

@@ -16,22 +16,27 @@ import pytest
 from tests.conftest import REPO
 
 
-@pytest.mark.parametrize("process", ["work_order", "demo"])
-def test_the_api_load_bench_completes_lifecycles_without_failed_requests(process: str) -> None:
+def _bench(script: str, *args: str, timeout: float = 300) -> str:
+    """Run ``bench/<script>`` on SQLite (DATABASE_URL left out: short runs); its output, after checking
+    that it exited 0."""
     result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "api_load.py"),
-            *("--process", process, "--clients", "4", "--seconds", "2", "--serial-rounds", "2"),
-        ],
+        [sys.executable, str(REPO / "bench" / script), *args],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=300,
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},  # SQLite only: short
+        timeout=timeout,
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
     )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
+    return out
+
+
+@pytest.mark.parametrize("process", ["work_order", "demo"])
+def test_the_api_load_bench_completes_lifecycles_without_failed_requests(process: str) -> None:
+    out = _bench(
+        "api_load.py", "--process", process, *("--clients", "4", "--seconds", "2", "--serial-rounds", "2")
+    )
     assert "failed requests" not in out, out
     assert f"sqlite: {process} lifecycles" in out, out
     found = re.search(r"^RESULT tasks_per_s=([0-9.]+) p99_ms=([0-9.]+) http_vs_service=([0-9.]+)$", out, re.M)
@@ -43,15 +48,7 @@ def test_the_api_load_bench_completes_lifecycles_without_failed_requests(process
 
 def test_the_org_lookups_bench_runs_at_both_sizes() -> None:
     """``bench/org_lookups.py --quick``: both organisations are built and every lookup is timed."""
-    result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "org_lookups.py"), "--quick"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
+    out = _bench("org_lookups.py", "--quick")
     assert "sqlite: 38 units" in out, out
     assert "sqlite: 922 units" in out, out  # 38 + 4 streets × (1 + 20 communities × (1 + 10 grids))
     assert out.count("working_hours_of") == 2, out
@@ -61,16 +58,7 @@ def test_the_org_lookups_bench_runs_at_both_sizes() -> None:
 def test_the_history_bench_measures_every_read_young_and_old() -> None:
     """``bench/history.py --quick``: 80 real cases through the app, cloned three times, every read timed
     at both sizes (a read that fails, e.g. a 4xx, stops the bench)."""
-    result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "history.py"), "--quick"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
-    )
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
+    out = _bench("history.py", "--quick")
     assert "sqlite: 80 cases (young) and 640 (history)" in out, out
     for label in ("work list", "cases overdue", "dept open", "my reports", "provisional", "case file"):
         assert re.search(rf"^  {label} +[0-9.]+ +[0-9.]+ ", out, re.M), (label, out)
@@ -81,16 +69,7 @@ def test_the_history_bench_measures_every_read_young_and_old() -> None:
 def test_the_instructions_bench_counts_a_lifecycle() -> None:
     """``bench/instructions.py``: one lifecycle counted under callgrind after one of warm-up; the count
     is of the lifecycle only (a run that counted nothing, or the interpreter's start, would be far off)."""
-    result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "instructions.py"), "--lifecycles", "1", "--warm-up", "1"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
-    )
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
+    out = _bench("instructions.py", "--lifecycles", "1", "--warm-up", "1", timeout=600)
     result_line = r"^RESULT instructions_per_lifecycle=([0-9.]+)M instructions_per_request=[0-9]+k$"
     found = re.search(result_line, out, re.M)
     assert found, out
