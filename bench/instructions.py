@@ -1,6 +1,7 @@
 """Instructions a work-order lifecycle costs the app, counted by valgrind's callgrind: a yardstick that a
 shared VM's drifting speed does not move (timings on these VMs vary by ±15 % from run to run and by 2×
-from session to session; the count repeats to about 1 %).
+from session to session; the count repeats to about 1 %: the app reads the real clock, and deadlines
+are worked out from it).
 
 Run from the repo root (needs valgrind)::
 
