@@ -1,20 +1,25 @@
 """SQLite's single write lock: a second writer waits its turn (in-process lock, then the lock file
 beside the database, then polling for writers outside gridcase — never SQLite's 100 ms back-off) and
-gives up with a Conflict (``store.busy``) once the wait is over."""
+gives up with a Conflict (``store.busy``) once the wait is over. The checkpointer. Reads: one snapshot
+on SQLite, statements on their own on PostgreSQL, and a write after them still all or nothing."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, insert, select, text
 
 from engine.errors import Conflict
 from engine.store import db as db_module
 from engine.store.db import Database
+from engine.store.models import login_failure
+from tests.conftest import START
 
 
 def hold_write_lock(database: Database, seconds: float, started: threading.Event) -> None:
@@ -204,3 +209,39 @@ def test_a_write_stands_when_the_checkpointer_cannot_start(
     with database.read() as conn:
         assert conn.execute(text("SELECT count(*) FROM blob")).scalar() == 2
     database.dispose()
+
+
+def _in_transaction(conn: Any) -> bool:
+    dbapi = conn.connection.dbapi_connection
+    if isinstance(dbapi, sqlite3.Connection):
+        return dbapi.in_transaction
+    return str(dbapi.info.transaction_status.name) != "IDLE"  # psycopg: INTRANS inside a transaction
+
+
+def test_a_read_is_one_snapshot_on_sqlite_and_statements_on_their_own_on_postgresql(db: Database) -> None:
+    """On PostgreSQL a read sends no BEGIN: at READ COMMITTED a transaction gives each statement its own
+    snapshot anyway. A write is a transaction on both."""
+    with db.read() as conn:
+        conn.execute(text("SELECT 1"))
+        assert _in_transaction(conn) is db.is_sqlite
+    with db.write() as conn:
+        conn.execute(text("SELECT 1"))
+        assert _in_transaction(conn)
+
+
+def test_a_write_on_a_connection_a_read_had_is_still_all_or_nothing(db: Database) -> None:
+    """The pool's one connection serves a read, then a write that fails half-way: nothing of the write
+    stays (the read's autocommit on PostgreSQL ends with the read)."""
+    pooled = Database(db.url, checkpoint_every_s=3600)
+    try:
+        with pooled.read() as conn:
+            conn.execute(text("SELECT 1"))
+        with pytest.raises(RuntimeError), pooled.write() as conn:
+            conn.execute(insert(login_failure).values(login="x", client_ip="127.0.0.1", at=START))
+            assert _in_transaction(conn)
+            raise RuntimeError("half-way")
+        with pooled.read() as conn:
+            assert conn.execute(select(func.count()).select_from(login_failure)).scalar() == 0
+        assert pooled.engine.pool.checkedin() == 1  # one connection served all three
+    finally:
+        pooled.dispose()
