@@ -45,6 +45,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import api_load  # noqa: E402
 from medians import median_ns  # noqa: E402
 
+from engine.runtime import Runtime  # noqa: E402
+
 SEED_CLOSED = 40
 SEED_OPEN = 40
 # (label, person, path)
@@ -66,7 +68,7 @@ READS = [
 class App:
     """The gridcase app called in-process with WSGI environs (what gunicorn builds), bearer tokens."""
 
-    def __init__(self, url: str, runtime: Any = None) -> None:
+    def __init__(self, url: str, runtime: Runtime | None = None) -> None:
         os.environ["DATABASE_URL"] = url
         os.environ.setdefault("GRIDCASE_SECRET_KEY", "bench-secret")
         from api.app import create_app
