@@ -69,7 +69,11 @@ _INSERT = fastsql.Statement(
 
 def timeline(conn: Connection, case_id: int) -> list[AuditEvent]:
     """The case's events, oldest first."""
-    rows = fastsql.fetch_mappings(conn, _TIMELINE, {"case_id": case_id})
+    return events_of(fastsql.fetch_mappings(conn, TIMELINE, {"case_id": case_id}))
+
+
+def events_of(rows: Sequence[Mapping[str, object]]) -> list[AuditEvent]:
+    """The events of ``TIMELINE``'s rows (for a caller that reads them with other queries at once)."""
     return [
         AuditEvent(
             int(str(r["id"])),
@@ -85,7 +89,7 @@ def timeline(conn: Connection, case_id: int) -> list[AuditEvent]:
     ]
 
 
-_TIMELINE = fastsql.Statement(
+TIMELINE = fastsql.Statement(  # a case's events, oldest first; ``:case_id``
     "SELECT id, case_id, at, actor_id, action, task_id, before, after FROM audit_event"
     " WHERE case_id = :case_id ORDER BY id",
     result_json=frozenset({"before", "after"}),

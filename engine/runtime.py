@@ -225,6 +225,7 @@ class Step:
     case_values: dict[str, object] = field(default_factory=dict)
     wake_at: datetime | None = None  # earliest new timer or rung instant this step created
     loaded: spiff.Instance | None = None  # the workflow, once ``instance`` was asked for
+    task: Mapping[str, object] | None = None  # the row of the human task ``step`` was named by, as locked
 
     @property
     def instance(self) -> spiff.Instance:
@@ -304,6 +305,9 @@ _LOCK_BY_TASK = fastsql.Statement(
     result_instants=_CASE_INSTANTS,
 )
 _LOCK_BY_TASK_FOR_UPDATE = replace(_LOCK_BY_TASK, sql=_LOCK_BY_TASK.sql + " FOR UPDATE")
+TASK_ROW = fastsql.Statement(  # one human task's row by id
+    "SELECT * FROM human_task WHERE id = :task_id", result_instants=frozenset({"created_at", "completed_at"})
+)
 _BUMP = fastsql.Statement(
     'UPDATE "case" SET version = :b_version, updated_at = :b_now, next_wake_at = :b_wake'
     " WHERE id = :b_case_id",
@@ -328,13 +332,15 @@ def lock_case(conn: Connection, case_id: int) -> CaseRow:
     return CaseRow(**rows[0])
 
 
-def lock_case_of_task(conn: Connection, task_id: str) -> CaseRow:
-    """Lock the case a human task belongs to (one statement)."""
+def lock_case_of_task(conn: Connection, task_id: str) -> tuple[CaseRow, dict[str, object]]:
+    """Lock the case a human task belongs to and read the task's row after the lock; on PostgreSQL the
+    two queries go in one round trip."""
     query = _LOCK_BY_TASK_FOR_UPDATE if conn.dialect.name == "postgresql" else _LOCK_BY_TASK
-    rows = fastsql.fetch_mappings(conn, query, {"task_id": task_id})
-    if not rows:
+    key = {"task_id": task_id}
+    rows, tasks = fastsql.fetch_mappings_of(conn, [(query, key), (TASK_ROW, key)])
+    if not rows or not tasks:
         raise NotFound("task.not_found", f"no task {task_id}", {"task_id": task_id})
-    return CaseRow(**rows[0])
+    return CaseRow(**rows[0]), tasks[0]
 
 
 @contextmanager
@@ -358,7 +364,7 @@ def step(
         if case_id is not None:
             row = lock_case(conn, case_id)
         elif task_id is not None:
-            row = lock_case_of_task(conn, task_id)
+            row, task = lock_case_of_task(conn, task_id)
             case_id = int(row.id)
         else:
             raise ValueError("step() needs a case_id or a task_id")
@@ -377,6 +383,8 @@ def step(
             raise Conflict(code, f"case {row.number} is {row.status}", {"status": row.status})
         entry = rt.specs.get(conn, row.spec_version_id)
         current = Step(rt, conn, row, entry, rt.now(), row.version + 1)
+        if task_id is not None:
+            current.task = task
         yield current
         if current.loaded is not None:
             save_instance(conn, case_id, current.loaded, current.now)
@@ -431,14 +439,11 @@ def load_instance(rt: Runtime, conn: Connection, entry: SpecEntry, case_id: int)
     )
 
 
-_STATE_UPDATE = fastsql.Statement(
-    "UPDATE workflow_state SET body = :s_body, updated_at = :s_now, serializer_version = :s_version"
-    " WHERE case_id = :s_case_id",
-    instants=frozenset({"s_now"}),
-)
-_STATE_INSERT = fastsql.Statement(
+_STATE_SAVE = fastsql.Statement(
     "INSERT INTO workflow_state (case_id, body, updated_at, serializer_version)"
-    " VALUES (:s_case_id, :s_body, :s_now, :s_version)",
+    " VALUES (:s_case_id, :s_body, :s_now, :s_version)"
+    " ON CONFLICT (case_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at,"
+    " serializer_version = excluded.serializer_version",
     instants=frozenset({"s_now"}),
 )
 _TASK_DELETE = fastsql.Statement("DELETE FROM workflow_task WHERE case_id = :case_id AND task_id = :task_id")
@@ -451,17 +456,11 @@ _TASK_UPSERT = fastsql.Statement(
 def save_instance(conn: Connection, case_id: int, instance: spiff.Instance, now: datetime) -> None:
     """Write what the step changed: the workflow row and only the task rows that differ."""
     delta = instance.delta()
-    updated = fastsql.execute(
+    fastsql.execute(
         conn,
-        _STATE_UPDATE,
+        _STATE_SAVE,
         {"s_case_id": case_id, "s_body": delta.body, "s_now": now, "s_version": spiff.SERIALIZER_VERSION},
     )
-    if not updated:
-        fastsql.execute(
-            conn,
-            _STATE_INSERT,
-            {"s_case_id": case_id, "s_body": delta.body, "s_now": now, "s_version": spiff.SERIALIZER_VERSION},
-        )
     if delta.deletes:
         fastsql.execute(conn, _TASK_DELETE, [{"case_id": case_id, "task_id": k} for k in delta.deletes])
     if delta.upserts:

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 from sqlalchemy import ColumnElement, Connection, Select, func, or_, select
 
 from engine import access, orgs
-from engine.audit import AuditEvent, timeline
+from engine.audit import TIMELINE, AuditEvent, events_of
 from engine.errors import InvalidInput, NotFound
 from engine.runtime import CASE_ROW, Runtime
 from engine.store import fastsql
@@ -236,8 +236,7 @@ def worst_status(statuses: list[str]) -> str:
     return max(statuses, key=lambda s: SLA_ORDER.index(s) if s in SLA_ORDER else 0)
 
 
-def _sla(conn: Connection, case_id: int) -> SlaState:
-    rows = fastsql.fetch_mappings(conn, _CLOCKS, {"case_id": case_id})
+def _sla(rows: list[dict[str, object]]) -> SlaState:
     clocks = [
         SlaClockInfo(
             str(r["task_spec"]),
@@ -279,21 +278,20 @@ def case_file(who: access.Principal, case_id: int, *, rt: Runtime) -> CaseFile:
 
     Visibility is ``access.visible_filter``'s rule, decided on the rows read here: the reporter, an area
     grant over the case's unit, or a task grant matching one of the case's tasks."""
-    with rt.db.read() as conn:
-        found = fastsql.fetch_mappings(conn, CASE_ROW, {"case_id": case_id})
-        task_rows = [
-            SimpleNamespace(**t) for t in fastsql.fetch_mappings(conn, _CASE_TASKS, {"case_id": case_id})
-        ]
-        row = SimpleNamespace(**found[0]) if found else None
-        if row is None or not access.sees_case(
-            who, unit_path=row.unit_path, reporter_id=row.reporter_id, tasks=task_rows
-        ):
-            raise NotFound("case.not_found", f"case {case_id} does not exist", {"case_id": case_id})
-        events = timeline(conn, case_id)
-        files = [
-            SimpleNamespace(**f) for f in fastsql.fetch_mappings(conn, _CASE_FILES, {"case_id": case_id})
-        ]
-        sla = _sla(conn, case_id)
+    key = {"case_id": case_id}
+    with rt.db.read() as conn:  # on PostgreSQL the five queries go in one round trip
+        found, tasks, event_rows, file_rows, clock_rows = fastsql.fetch_mappings_of(
+            conn, [(CASE_ROW, key), (_CASE_TASKS, key), (TIMELINE, key), (_CASE_FILES, key), (_CLOCKS, key)]
+        )
+    task_rows = [SimpleNamespace(**t) for t in tasks]
+    row = SimpleNamespace(**found[0]) if found else None
+    if row is None or not access.sees_case(
+        who, unit_path=row.unit_path, reporter_id=row.reporter_id, tasks=task_rows
+    ):
+        raise NotFound("case.not_found", f"case {case_id} does not exist", {"case_id": case_id})
+    events = events_of(event_rows)
+    files = [SimpleNamespace(**f) for f in file_rows]
+    sla = _sla(clock_rows)
     pairs = {(t.role, t.org_unit_id) for t in task_rows if t.role and t.org_unit_id}
     clear = access.may_see_personal(
         who, unit_path=row.unit_path, reporter_id=row.reporter_id, task_pairs=pairs

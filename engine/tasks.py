@@ -19,7 +19,7 @@ from engine import access, actions, audit, forms, orgs, reassignment, sla, spiff
 from engine.clock import Clock
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from engine.projection import enqueue, refresh, unit_variable
-from engine.runtime import Guard, Runtime, Step, run_early, step
+from engine.runtime import TASK_ROW, Guard, Runtime, Step, run_early, step
 from engine.store import fastsql
 from engine.store.models import case, human_task
 
@@ -577,9 +577,6 @@ def _full_id(rt: Runtime, reference: str) -> str:
         return resolve_task_id(conn, reference)
 
 
-_TASK_ROW = fastsql.Statement(
-    "SELECT * FROM human_task WHERE id = :task_id", result_instants=frozenset({"created_at", "completed_at"})
-)
 _ASSIGN = fastsql.Statement("UPDATE human_task SET assignee_id = :a_assignee WHERE id = :a_id")
 _MOVE = fastsql.Statement(
     "UPDATE human_task SET org_unit_id = :m_unit, assignee_id = :m_assignee WHERE id = :m_id"
@@ -587,7 +584,9 @@ _MOVE = fastsql.Statement(
 
 
 def _step_row(current: Step, task_id: str) -> TaskRow:
-    rows = fastsql.fetch_mappings(current.conn, _TASK_ROW, {"task_id": task_id})
+    if current.task is not None and current.task["id"] == task_id:
+        return current.task  # read with the lock, and not written since
+    rows = fastsql.fetch_mappings(current.conn, TASK_ROW, {"task_id": task_id})
     if not rows:
         raise NotFound("task.not_found", f"no task {task_id}", {"task_id": task_id})
     return rows[0]

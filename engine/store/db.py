@@ -3,10 +3,11 @@ schema migration through Alembic.
 
 ``Database.write()`` opens the single-writer transaction a step needs: ``BEGIN IMMEDIATE`` on SQLite
 (one writer at a time, readers go on under WAL) and an ordinary transaction on PostgreSQL, where the
-caller locks the case row with ``SELECT … FOR UPDATE`` (``lock_case``). On SQLite, writers queue first
-in-process (a lock per handle) and then across processes on ``<database>.writer-lock`` (``flock``), so
-the next writer starts the moment the last one commits; SQLite's own lock is then free at once, and is
-polled for only when a writer outside gridcase holds it.
+caller locks the case row with ``SELECT … FOR UPDATE`` (``lock_case``). There its ``BEGIN`` and the
+writes of ``fastsql`` are held back and sent with the next statement that needs an answer. On SQLite,
+writers queue first in-process (a lock per handle) and then across processes on
+``<database>.writer-lock`` (``flock``), so the next writer starts the moment the last one commits;
+SQLite's own lock is then free at once, and is polled for only when a writer outside gridcase holds it.
 
 Commits on SQLite only append to the write-ahead log: copying it into the database file (a
 checkpoint) is left to ``Checkpointer``, a thread of the process, not done inside a commit.
@@ -31,6 +32,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.pool import NullPool
 
 from engine.errors import Conflict
+from engine.store import fastsql
 from engine.store.jsontext import loads as json_loads
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -110,6 +112,19 @@ def _sqlite_begin(conn: Connection) -> None:
     finally:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+
+
+def _send_held_writes_in_order(engine: Engine) -> None:
+    """On PostgreSQL ``fastsql.execute`` holds writes back to send them with the transaction's next
+    statement: a Core statement sends them first, a commit sends them with its COMMIT (one round
+    trip), a rollback forgets them."""
+
+    def before_statement(conn: Connection, *_args: Any) -> None:
+        fastsql.send_held(conn)
+
+    event.listen(engine, "before_cursor_execute", before_statement)
+    event.listen(engine, "commit", lambda conn: fastsql.send_held(conn, commit=True))
+    event.listen(engine, "rollback", fastsql.drop_held)
 
 
 def _sqlite_file(url: str) -> str | None:
@@ -236,6 +251,8 @@ class Database:
         else:
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)
+        if not self.is_sqlite:
+            _send_held_writes_in_order(self.engine)
         self._writer = threading.RLock() if self.is_sqlite else None
         self._depth = 0
         self._lock_fd = _writer_lock_file(url) if self.is_sqlite else None
@@ -261,6 +278,8 @@ class Database:
         if db.is_sqlite:
             event.listen(db.engine, "connect", _sqlite_connect)
             event.listen(db.engine, "begin", _sqlite_begin)
+        else:
+            _send_held_writes_in_order(db.engine)
         return db
 
     @property
@@ -274,9 +293,12 @@ class Database:
         On SQLite the threads of one process queue for the single write lock here, in order, rather
         than polling the file lock against each other (other processes are still polled for)."""
         if self._writer is None:
+            # PostgreSQL: the connection in autocommit, and the BEGIN sent by us, with the first statement
+            # (``fastsql.begin``); psycopg would send it on its own, a round trip of every write.
             with self.engine.connect() as conn:
-                conn = conn.execution_options(**{_WRITE: True})
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT", **{_WRITE: True})
                 with conn.begin():
+                    fastsql.begin(conn)
                     yield conn
             return
         # The pool hands the connection out and takes it back outside the lock: only the transaction

@@ -8,6 +8,11 @@ Core types do — instants as naive UTC (SQLite: SQLAlchemy's text format), JSON
 them back unchanged (tests/integration/test_fastsql.py proves the round trip on both backends).
 
 Statements are written once with ``:name`` parameters; the PostgreSQL form is derived from them.
+
+On PostgreSQL round trips cost more than the statements: a write transaction's ``BEGIN`` and its writes
+are held back and go with the next statement that needs an answer (a read, a Core statement, the
+``COMMIT``), several statements as one message (``_batched``); several reads can go together too
+(``fetch_mappings_of``). ``Database`` sends what is held before any Core statement and at the commit.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from engine.store.jsontext import loads as json_loads
 
@@ -41,56 +48,86 @@ class Statement:
 
 
 _PG_SQL: dict[str, str] = {}
+_PENDING = "gridcase.fastsql.pending"  # key, in the pooled connection's info, of the writes not yet sent
+_HOLDING = "gridcase.fastsql.holding"  # key: the connection is in a write whose BEGIN was held (``begin``)
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    sql: str
+    params: dict[str, object] | list[dict[str, object]] | None  # a list: one run per mapping
+
+
+_BEGIN = _Write("BEGIN", None)
+
+
+def _sql(statement: Statement, is_pg: bool) -> str:
+    if not is_pg:
+        return statement.sql
+    sql = _PG_SQL.get(statement.sql)
+    return sql if sql is not None else _PG_SQL.setdefault(statement.sql, statement.postgresql)
 
 
 def execute(
     conn: Connection, statement: Statement, params: Mapping[str, object] | Sequence[Mapping[str, object]]
-) -> int:
-    """Run ``statement`` once (a mapping) or for each mapping of a sequence; returns the row count."""
+) -> None:
+    """Write: run ``statement`` once (a mapping) or for each mapping of a sequence.
+
+    On PostgreSQL, inside a transaction, the write is held back and sent with whatever the transaction
+    sends next (a read, a Core statement, its ``COMMIT``), all in one message: one round trip where
+    there were several. The server runs them in order, so the next read sees the write. A write that
+    fails raises there, as the error SQLAlchemy raises, and the whole transaction rolls back as before.
+    No row count comes back: a caller that needs one reads the rows instead."""
     is_pg = conn.dialect.name == "postgresql"
-    if is_pg:
-        sql = _PG_SQL.get(statement.sql)
-        if sql is None:
-            sql = _PG_SQL.setdefault(statement.sql, statement.postgresql)
+    sql = _sql(statement, is_pg)
+    if isinstance(params, Mapping):
+        write = _Write(sql, _adapt(statement, params, is_pg))
     else:
-        sql = statement.sql
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        if isinstance(params, Mapping):
-            cursor.execute(sql, _adapt(statement, params, is_pg))
-        else:
-            memo: dict[datetime, object] = {}  # a batch repeats its instants (``now``) many times
-            cursor.executemany(sql, [_adapt(statement, p, is_pg, memo) for p in params])
-        return int(cursor.rowcount)
-    finally:
-        cursor.close()
+        memo: dict[datetime, object] = {}  # a batch repeats its instants (``now``) many times
+        write = _Write(sql, [_adapt(statement, p, is_pg, memo) for p in params])
+    info = conn.connection.info
+    if is_pg and (info.get(_HOLDING) or not conn.connection.dbapi_connection.autocommit):  # type: ignore[union-attr]
+        info.setdefault(_PENDING, []).append(write)
+        return
+    _round_trip(conn, [write], [])
 
 
 def fetch(conn: Connection, statement: Statement, params: Mapping[str, object]) -> list[tuple[object, ...]]:
     """Run a query whose columns need no conversion (ids, strings, numbers) and return its rows."""
     is_pg = conn.dialect.name == "postgresql"
-    sql = _PG_SQL.setdefault(statement.sql, statement.postgresql) if is_pg else statement.sql
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql, _adapt(statement, params, is_pg))
-        return [tuple(row) for row in cursor.fetchall()]
-    finally:
-        cursor.close()
+    [(_names, rows)] = _round_trip(conn, [], [(_sql(statement, is_pg), _adapt(statement, params, is_pg))])
+    return [tuple(row) for row in rows]
 
 
 def fetch_mappings(
     conn: Connection, statement: Statement, params: Mapping[str, object]
 ) -> list[dict[str, object]]:
     """Run a query and return its rows as dicts, with instants and JSON read back as Core would."""
+    [rows] = fetch_mappings_of(conn, [(statement, params)])
+    return rows
+
+
+def fetch_mappings_of(
+    conn: Connection, queries: Sequence[tuple[Statement, Mapping[str, object]]]
+) -> list[list[dict[str, object]]]:
+    """Run several queries, on PostgreSQL in one round trip, and return each one's rows as
+    ``fetch_mappings`` does. In a read on PostgreSQL each query has a snapshot of its own, as every
+    statement of a read there has (``Database.read``)."""
     is_pg = conn.dialect.name == "postgresql"
-    sql = _PG_SQL.setdefault(statement.sql, statement.postgresql) if is_pg else statement.sql
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql, _adapt(statement, params, is_pg))
-        names = [d[0] for d in cursor.description]
-        rows = cursor.fetchall()
-    finally:
-        cursor.close()
+    results = _round_trip(
+        conn,
+        [],
+        [(_sql(statement, is_pg), _adapt(statement, params, is_pg)) for statement, params in queries],
+    )
+    return [
+        _mappings(statement, names, rows, is_pg)
+        for (statement, _params), (names, rows) in zip(queries, results, strict=True)
+    ]
+
+
+def _mappings(
+    statement: Statement, names: list[str], rows: Sequence[Sequence[object]], is_pg: bool
+) -> list[dict[str, object]]:
     out = []
     for row in rows:
         item = dict(zip(names, row, strict=True))
@@ -106,6 +143,118 @@ def fetch_mappings(
                 item[name] = json_loads(value)
         out.append(item)
     return out
+
+
+Result = tuple[list[str], Sequence[Sequence[object]]]  # column names and rows of one query
+
+
+def _round_trip(
+    conn: Connection,
+    writes: list[_Write],
+    reads: Sequence[tuple[str, dict[str, object]]],
+    *,
+    commit: bool = False,
+) -> list[Result]:
+    """Send the held-back writes, then ``writes``, then ``reads`` (and, with ``commit``, the COMMIT) on
+    the transaction's DBAPI connection; returns each read's columns and rows. On PostgreSQL, when more
+    than one statement goes, they go as one message (``_batched``). DBAPI errors are raised as
+    SQLAlchemy's."""
+    dbapi = conn.connection.dbapi_connection
+    held = conn.connection.info.pop(_PENDING, None)
+    if held:
+        writes = held + writes
+    statement = ""  # the statement that failed, for the error
+    try:
+        if len(writes) + len(reads) + commit > 1 and conn.dialect.name == "postgresql":
+            statement = ";\n".join([w.sql for w in writes] + [sql for sql, _ in reads])
+            return _batched(dbapi, writes, reads, commit=commit)
+        results: list[Result] = []
+        cursor = dbapi.cursor()  # type: ignore[union-attr]
+        try:
+            for write in writes:
+                statement = write.sql
+                if isinstance(write.params, list):
+                    cursor.executemany(write.sql, write.params)
+                else:
+                    cursor.execute(write.sql, write.params)
+            for statement, params in reads:
+                cursor.execute(statement, params)
+                results.append(([d[0] for d in cursor.description], cursor.fetchall()))
+        finally:
+            cursor.close()
+        if commit:
+            dbapi.commit()  # type: ignore[union-attr]
+        return results
+    except conn.dialect.loaded_dbapi.Error as err:
+        # as Core raises it (an IntegrityError is SQLAlchemy's), without the values: they hold personal data
+        raise DBAPIError.instance(
+            statement, None, err, conn.dialect.loaded_dbapi.Error, hide_parameters=True
+        ) from err
+
+
+def _batched(
+    dbapi: Any, writes: list[_Write], reads: Sequence[tuple[str, dict[str, object]]], *, commit: bool
+) -> list[Result]:
+    """Several statements in one simple-protocol message, their values bound by psycopg's client-side
+    binding (its adapters quote every value; nothing is pasted in as text): one ``send``, one round trip,
+    and the server runs them in order, stopping at the first that fails. Measured against psycopg's
+    pipeline mode, which sends each statement on its own, for nine inserts and a commit: half the
+    client's CPU time, the same server time."""
+    from psycopg import ClientCursor
+
+    cursor = ClientCursor(dbapi)
+    try:
+        parts: list[str] = []
+        for write in writes:
+            if write.params is None:
+                parts.append(write.sql)
+            elif isinstance(write.params, list):
+                parts.extend(cursor.mogrify(write.sql, p) for p in write.params)
+            else:
+                parts.append(cursor.mogrify(write.sql, write.params))
+        before_reads = len(parts)
+        parts.extend(cursor.mogrify(sql, params) for sql, params in reads)
+        if commit:
+            parts.append("COMMIT")
+        cursor.execute("; ".join(parts))
+        for _ in range(before_reads):
+            cursor.nextset()
+        results: list[Result] = []
+        for _ in reads:
+            results.append(([d[0] for d in cursor.description or ()], cursor.fetchall()))
+            cursor.nextset()
+        return results
+    finally:
+        cursor.close()
+
+
+def begin(conn: Connection) -> None:
+    """Open a write transaction on a PostgreSQL connection in autocommit (``Database.write``): its
+    ``BEGIN`` is held back like a write and goes with the transaction's first statement, in one round
+    trip (psycopg sends its own ``BEGIN`` as a round trip of its own). Writes are held until the end."""
+    info = conn.connection.info
+    info[_PENDING] = [_BEGIN]
+    info[_HOLDING] = True
+
+
+def send_held(conn: Connection, *, commit: bool = False) -> None:
+    """Send the writes ``execute`` held back on ``conn``, if any (with ``commit``, and the COMMIT after
+    them, in the same round trip). ``Database`` calls it before every Core statement and every commit
+    on PostgreSQL."""
+    info = conn.connection.info
+    if commit:
+        info.pop(_HOLDING, None)
+        if info.get(_PENDING) == [_BEGIN]:  # the transaction sent nothing: there is nothing to commit
+            del info[_PENDING]
+            return
+    if info.get(_PENDING):
+        _round_trip(conn, [], [], commit=commit)
+
+
+def drop_held(conn: Connection) -> None:
+    """Forget the writes held back on ``conn``: its transaction is rolling back, they never ran."""
+    conn.connection.info.pop(_PENDING, None)
+    conn.connection.info.pop(_HOLDING, None)
 
 
 def _adapt(
