@@ -118,14 +118,29 @@ def start_case(
         dict(data or {}),
         dict(variables or {}),
         idempotency_key,
-    ).checked()
+    )
+    return start_request(request, rt=rt, actor=actor, check=check)[0]
+
+
+def start_request(
+    request: CaseRequest,
+    *,
+    rt: Runtime,
+    actor: str | None,
+    check: Callable[[Connection], None] | None = None,
+) -> tuple[CaseView, bool]:
+    """``start_case`` for a request already gathered; returns (case, replayed): ``replayed`` when the
+    request's idempotency key had opened the case before."""
+    request = request.checked()
     now = rt.now()
     early = _start_early(request, rt=rt, now=now)
     with rt.db.write() as conn:
-        if idempotency_key is not None:
-            existing = conn.execute(select(case).where(case.c.idempotency_key == idempotency_key)).first()
+        if request.idempotency_key is not None:
+            existing = conn.execute(
+                select(case).where(case.c.idempotency_key == request.idempotency_key)
+            ).first()
             if existing is not None:
-                return _view(existing)
+                return _view(existing), True
         if check is not None:
             check(conn)
         case_id, instance = open_case(conn, request, rt=rt, actor=actor, now=now, early=early)
@@ -133,7 +148,7 @@ def start_case(
     rt.workflows.put(case_id, 1, instance)
     if result["next_wake_at"] is not None:
         rt.woke(result["next_wake_at"])  # type: ignore[arg-type]
-    return _view(result)
+    return _view(result), False
 
 
 def _routing(request: CaseRequest) -> dict[str, object]:

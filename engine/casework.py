@@ -128,19 +128,19 @@ def report_case(
         earlier = _replayed(rt, key_hash)
         if earlier is not None:
             return earlier, True
+    request = cases.CaseRequest(
+        intake.process_id,
+        intake.title,
+        kind=intake.kind or KIND_BY_PROCESS.get(intake.process_id, "work_order"),
+        grid_id=intake.grid_id,
+        category=intake.category,
+        channel=intake.channel,
+        data=dict(intake.data),
+        idempotency_key=key_hash,
+    )
     try:
-        view = cases.start_case(
-            intake.process_id,
-            rt=rt,
-            actor=who.person_id,
-            title=intake.title,
-            kind=intake.kind or KIND_BY_PROCESS.get(intake.process_id, "work_order"),
-            grid_id=intake.grid_id,
-            category=intake.category,
-            channel=intake.channel,
-            data=dict(intake.data),
-            idempotency_key=key_hash,
-            check=lambda conn: _check_intake(conn, who, intake),
+        return cases.start_request(
+            request, rt=rt, actor=who.person_id, check=lambda conn: _check_intake(conn, who, intake)
         )
     except IntegrityError:
         # the same key raced in from another request (PostgreSQL): the other one opened the case
@@ -148,7 +148,6 @@ def report_case(
         if earlier is None:
             raise
         return earlier, True
-    return view, False
 
 
 # --- tasks --------------------------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
-from engine import cases, forms, runtime, spiff, tasks, timers
+from engine import access, cases, casework, forms, runtime, spiff, tasks, timers
 from engine.audit import timeline
 from engine.clock import Clock, FixedClock
 from engine.errors import Conflict, InvalidInput, PermissionDenied, ScriptError
@@ -430,3 +430,45 @@ def test_joint_handling_assigns_each_department_and_a_reload_never_doubles_the_c
         entry = rt.specs.get(conn, started.spec_version_id)
         rt.workflows.clear()
         assert load_instance(rt, conn, entry, started.id).data()["departments"] == departments
+
+
+def test_two_intakes_racing_with_one_idempotency_key_open_one_case(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL nothing keeps two retries of one submission apart until the second inserts the same
+    key: both have looked for it and found nothing (here held at that point until both are there). The
+    second's insert then fails on the key, and it answers with the first one's case. On SQLite the
+    single writer runs them one after the other."""
+    with rt.db.read() as conn:
+        who = access.principal(conn, "gw_g1")
+    intake = casework.Intake(
+        process_id="demo", title="楼道堆物", grid_id="g1", channel="grid_patrol", kind="demo"
+    )
+    if not rt.db.is_sqlite:
+        both_looked = threading.Barrier(2, timeout=10)
+        checks = casework._check_intake
+
+        def check_then_wait(conn: Connection, who: access.Principal, intake: casework.Intake) -> None:
+            checks(conn, who, intake)
+            both_looked.wait()
+
+        monkeypatch.setattr(casework, "_check_intake", check_then_wait)
+    answers: list[tuple[cases.CaseView, bool]] = []
+    failures: list[BaseException] = []
+
+    def submit() -> None:
+        try:
+            answers.append(casework.report_case(who, intake, rt=rt, idempotency_key="app-7f3a-0001"))
+        except BaseException as err:  # reported below, in the test's thread
+            failures.append(err)
+
+    submitters = [threading.Thread(target=submit) for _ in range(2)]
+    for t in submitters:
+        t.start()
+    for t in submitters:
+        t.join(30)
+    assert not failures
+    assert len({view.id for view, _ in answers}) == 1
+    assert sorted(replayed for _, replayed in answers) == [False, True]
+    with rt.db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(case)).scalar() == 1
