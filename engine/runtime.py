@@ -225,7 +225,7 @@ class Step:
     case_values: dict[str, object] = field(default_factory=dict)
     wake_at: datetime | None = None  # earliest new timer or rung instant this step created
     loaded: spiff.Instance | None = None  # the workflow, once ``instance`` was asked for
-    task: Mapping[str, object] | None = None  # the row of the human task ``step`` was named by, as locked
+    task: Mapping[str, object] | None = None  # the row of the task ``step`` was named by, read with the lock
 
     @property
     def instance(self) -> spiff.Instance:
@@ -360,6 +360,7 @@ def step(
     even a stale version), and costs no transaction of its own.
     """
     current: Step | None = None
+    task: dict[str, object] | None = None
     with rt.db.write() as conn:
         if case_id is not None:
             row = lock_case(conn, case_id)
@@ -382,9 +383,7 @@ def step(
             )
             raise Conflict(code, f"case {row.number} is {row.status}", {"status": row.status})
         entry = rt.specs.get(conn, row.spec_version_id)
-        current = Step(rt, conn, row, entry, rt.now(), row.version + 1)
-        if task_id is not None:
-            current.task = task
+        current = Step(rt, conn, row, entry, rt.now(), row.version + 1, task=task)
         yield current
         if current.loaded is not None:
             save_instance(conn, case_id, current.loaded, current.now)

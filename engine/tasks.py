@@ -584,8 +584,9 @@ _MOVE = fastsql.Statement(
 
 
 def _step_row(current: Step, task_id: str) -> TaskRow:
-    if current.task is not None and current.task["id"] == task_id:
-        return current.task  # read with the lock, and not written since
+    locked, current.task = current.task, None  # the row read with the lock serves the first ask only
+    if locked is not None and locked["id"] == task_id:
+        return locked
     rows = fastsql.fetch_mappings(current.conn, TASK_ROW, {"task_id": task_id})
     if not rows:
         raise NotFound("task.not_found", f"no task {task_id}", {"task_id": task_id})
