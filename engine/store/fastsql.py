@@ -85,10 +85,11 @@ def execute(
     else:
         memo: dict[datetime, object] = {}  # a batch repeats its instants (``now``) many times
         write = _Write(sql, [_adapt(statement, p, is_pg, memo) for p in params])
-    info = conn.connection.info
-    if is_pg and (info.get(_HOLDING) or not conn.connection.dbapi_connection.autocommit):  # type: ignore[union-attr]
-        info.setdefault(_PENDING, []).append(write)
-        return
+    if is_pg:
+        info = conn.connection.info
+        if info.get(_HOLDING) or not conn.connection.dbapi_connection.autocommit:  # type: ignore[union-attr]
+            info.setdefault(_PENDING, []).append(write)
+            return
     _round_trip(conn, [write], [])
 
 
@@ -160,12 +161,14 @@ def _round_trip(
     than one statement goes, they go in one round trip (``_pipelined``). DBAPI errors are raised as
     SQLAlchemy's."""
     dbapi = conn.connection.dbapi_connection
-    held = conn.connection.info.pop(_PENDING, None)
-    if held:
-        writes = held + writes
+    is_pg = conn.dialect.name == "postgresql"
+    if is_pg:  # nothing is held on SQLite
+        held = conn.connection.info.pop(_PENDING, None)
+        if held:
+            writes = held + writes
     statement = ""  # the statement that failed, for the error
     try:
-        if len(writes) + len(reads) + commit > 1 and conn.dialect.name == "postgresql":
+        if is_pg and len(writes) + len(reads) + commit > 1:
             statement = ";\n".join([w.sql for w in writes] + [sql for sql, _ in reads])
             return _pipelined(dbapi, writes, reads, commit=commit, error=conn.dialect.loaded_dbapi.Error)
         results: list[Result] = []
