@@ -48,8 +48,9 @@ class Statement:
 
 
 _PG_SQL: dict[str, str] = {}
-_PENDING = "gridcase.fastsql.pending"  # key, in the pooled connection's info, of the writes not yet sent
-_HOLDING = "gridcase.fastsql.holding"  # key: the connection is in a write whose BEGIN was held (``begin``)
+# Key, in the pooled connection's info, of the statements not yet sent: there from ``begin`` to the
+# commit or rollback of a write on PostgreSQL (then writes are held), absent otherwise.
+_PENDING = "gridcase.fastsql.pending"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ def execute(
 ) -> None:
     """Write: run ``statement`` once (a mapping) or for each mapping of a sequence.
 
-    On PostgreSQL, inside a transaction, the write is held back and sent with whatever the transaction
+    On PostgreSQL, inside a ``Database.write``, the write is held back and sent with whatever the transaction
     sends next (a read, a Core statement, its ``COMMIT``), all in one round trip where there were
     several. The server runs them in order, so the next read sees the write. A write that
     fails raises there, as the error SQLAlchemy raises, and the whole transaction rolls back as before.
@@ -85,11 +86,10 @@ def execute(
     else:
         memo: dict[datetime, object] = {}  # a batch repeats its instants (``now``) many times
         write = _Write(sql, [_adapt(statement, p, is_pg, memo) for p in params])
-    if is_pg:
-        info = conn.connection.info
-        if info.get(_HOLDING) or not conn.connection.dbapi_connection.autocommit:  # type: ignore[union-attr]
-            info.setdefault(_PENDING, []).append(write)
-            return
+    held = conn.connection.info.get(_PENDING) if is_pg else None
+    if held is not None:
+        held.append(write)
+        return
     _round_trip(conn, [write], [])
 
 
@@ -162,10 +162,10 @@ def _round_trip(
     SQLAlchemy's."""
     dbapi = conn.connection.dbapi_connection
     is_pg = conn.dialect.name == "postgresql"
-    if is_pg:  # nothing is held on SQLite
-        held = conn.connection.info.pop(_PENDING, None)
-        if held:
-            writes = held + writes
+    held = conn.connection.info.get(_PENDING) if is_pg else None  # nothing is held on SQLite
+    if held:
+        writes = [*held, *writes]
+        held.clear()
     statement = ""  # the statement that failed, for the error
     try:
         if is_pg and len(writes) + len(reads) + commit > 1:
@@ -185,8 +185,6 @@ def _round_trip(
                 results.append(([d[0] for d in cursor.description], cursor.fetchall()))
         finally:
             cursor.close()
-        if commit:
-            dbapi.commit()  # type: ignore[union-attr]
         return results
     except conn.dialect.loaded_dbapi.Error as err:
         # as Core raises it (an IntegrityError is SQLAlchemy's), without the values: they hold personal data
@@ -241,29 +239,25 @@ def begin(conn: Connection) -> None:
     """Open a write transaction on a PostgreSQL connection in autocommit (``Database.write``): its
     ``BEGIN`` is held back like a write and goes with the transaction's first statement, in one round
     trip (psycopg sends its own ``BEGIN`` as a round trip of its own). Writes are held until the end."""
-    info = conn.connection.info
-    info[_PENDING] = [_BEGIN]
-    info[_HOLDING] = True
+    conn.connection.info[_PENDING] = [_BEGIN]
 
 
 def send_held(conn: Connection, *, commit: bool = False) -> None:
     """Send the writes ``execute`` held back on ``conn``, if any (with ``commit``, and the COMMIT after
     them, in the same round trip). ``Database`` calls it before every Core statement and every commit
     on PostgreSQL."""
-    info = conn.connection.info
-    if commit:
-        info.pop(_HOLDING, None)
-        if info.get(_PENDING) == [_BEGIN]:  # the transaction sent nothing: there is nothing to commit
-            del info[_PENDING]
-            return
-    if info.get(_PENDING):
-        _round_trip(conn, [], [], commit=commit)
+    if not commit:
+        if conn.connection.info.get(_PENDING):
+            _round_trip(conn, [], [])
+        return
+    held = conn.connection.info.pop(_PENDING, None)  # the write ends: nothing is held after it
+    if held and held != [_BEGIN]:  # [BEGIN] alone: the transaction sent nothing, there is nothing to commit
+        _round_trip(conn, held, [], commit=True)
 
 
 def drop_held(conn: Connection) -> None:
     """Forget the writes held back on ``conn``: its transaction is rolling back, they never ran."""
     conn.connection.info.pop(_PENDING, None)
-    conn.connection.info.pop(_HOLDING, None)
 
 
 def _adapt(
