@@ -436,6 +436,7 @@ def _set_assignee(
     task_id = _full_id(rt, task_id)
     with step(rt, task_id=task_id, expected_version=expected_version, guard=guard) as current:
         task = _step_row(current, task_id)
+        _check_ready(task)  # a completed task says so, whoever held it
         before = task["assignee_id"]
         if assignee is not None and before is not None:
             raise Conflict(

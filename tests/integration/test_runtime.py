@@ -432,6 +432,19 @@ def test_joint_handling_assigns_each_department_and_a_reload_never_doubles_the_c
         assert load_instance(rt, conn, entry, started.id).data()["departments"] == departments
 
 
+def test_claiming_or_unclaiming_a_completed_task_says_it_is_completed(rt: Runtime) -> None:
+    started = start_demo(rt)
+    [handle] = ready(rt, started.id)
+    tasks.claim_task(handle.id, rt=rt, actor="gw_g1")
+    tasks.complete_task(handle.id, rt=rt, actor="gw_g1", data={"result": "已清理"})
+    before = snapshot(rt.db, started.id)
+    for act in (tasks.claim_task, tasks.unclaim_task):
+        with pytest.raises(Conflict) as done:
+            act(handle.id, rt=rt, actor="gw_g1")
+        assert done.value.code == "task.already_completed"
+    assert snapshot(rt.db, started.id) == before
+
+
 def test_two_intakes_racing_with_one_idempotency_key_open_one_case(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
