@@ -19,10 +19,13 @@ Client i starts at request i mod (requests a lifecycle) (it first reads its work
 as independent users do. Started all at intake in the same instant (``--in-step``), the clients stay in
 step for the whole run: a server answering in arrival order gives each client one answer per round.
 
-``--worker-class gthread`` (with ``--threads N``) and ``sync`` are there for comparison.
+``--worker-class gthread`` (with ``--threads N``) and ``sync`` are there for comparison. ``--rate R``
+adds a second run on the same server in which the clients are paced to offer R completed tasks a
+second between them: the latency at that load (timed from each request's scheduled instant), where the
+closed loop gives the latency at saturation (by Little's law, the clients divided by the answer rate).
 
     python bench/api_load.py [--clients 50] [--seconds 60] [--workers 2] [--client-processes 2]
-                             [--process work_order|demo]
+                             [--process work_order|demo] [--rate TASKS_PER_S]
 
 Last line: ``RESULT tasks_per_s=… p99_ms=… http_vs_service=…`` (SQLite figures).
 """
@@ -30,6 +33,7 @@ Last line: ``RESULT tasks_per_s=… p99_ms=… http_vs_service=…`` (SQLite fig
 from __future__ import annotations
 
 import argparse
+import heapq
 import http.client
 import json
 import multiprocessing
@@ -324,7 +328,10 @@ class LoopClient:
         self.sock: socket.socket | None = None
         self.buffer = b""
         self.label = ""
-        self.sent_at = 0.0
+        self.request: Request | None = None  # the next request, sent when it is due
+        self.due = 0.0  # perf_counter instant the next request is due (closed loop: when it is sent)
+        self.sent_at = 0.0  # the instant its latency is timed from: when it was due
+        self.index = 0  # its place in its load generator's list of clients
 
     def connect(self, greet: bool = False) -> socket.socket:
         """A new connection; with ``greet``, one ``/api/health`` answered on it first, so the server has
@@ -358,13 +365,21 @@ def _drive_part(
     results: Any,
     process: str,
     in_step: bool = False,
+    interval: float | None = None,
+    total: int = 1,
 ) -> None:
     """One load-generator process: ``clients`` clients (numbers ``first`` …) on one thread, each with its
     own keep-alive connection, driven by an event loop (``selectors``): every answer that arrives is
     timed when the loop wakes for it and the client's next request goes out at once. One thread waits on
     every socket, so a wake-up serves all the answers that are in, and no client queues behind the
     others' threads for a GIL (measured with 5 processes of 10 threads: p99 132 ms; with 10 of 5: 95 ms;
-    the server saw the same requests). The persons the clients play log in first, once per process."""
+    the server saw the same requests). The persons the clients play log in first, once per process.
+
+    Paced (``interval`` seconds, of ``total`` clients in all): each client sends a request every
+    ``interval``, on a schedule of its own (client i's first one ``interval × i / total`` after the start),
+    whatever the server does. A latency is timed from the instant the request was due, not from when it
+    went out: a client whose last answer came late sends its next request at once, and the time it spent
+    waiting for that answer counts in the next one's latency too (no "coordinated omission")."""
     stats: dict[str, list[float]] = defaultdict(list)
     answered: list[tuple[float, float]] = []  # (wall-clock instant, latency) of every answer
     errors: list[str] = []
@@ -386,14 +401,16 @@ def _drive_part(
     barrier.wait()  # every process has logged its clients in
     barrier.wait()  # the parent has set stop_at
     stopping = stop_at.value
+    due: list[tuple[float, int]] = []  # paced: (instant the client's next request is due, its index)
 
     def send(c: LoopClient, answer: object) -> None:
-        """Advance ``c`` by one answer (None to start) and send its next request; a finished lifecycle
-        is counted and, before the stop, the next one begins."""
+        """Advance ``c`` by one answer (None to start) and send its next request (paced: put it on the
+        schedule, and send it when it is due); a finished lifecycle is counted and, before the stop,
+        the next one begins."""
         nonlocal done
         while True:
             try:
-                label, method, path, body, token = c.cycle.send(answer)
+                c.request = c.cycle.send(answer)
                 break
             except StopIteration as finished:
                 done += int(finished.value)
@@ -402,9 +419,17 @@ def _drive_part(
                     return
                 c.new_lifecycle()
                 answer = None
-        assert c.sock is not None
-        c.label = label
-        c.sent_at = time.perf_counter()
+        if interval is None:
+            c.due = time.perf_counter()
+            put(c)
+        else:
+            c.due += interval
+            heapq.heappush(due, (c.due, c.index))
+
+    def put(c: LoopClient) -> None:
+        assert c.sock is not None and c.request is not None
+        c.label, method, path, body, token = c.request
+        c.sent_at = c.due
         c.sock.sendall(encode_request(method, path, body, token))
 
     def fail(c: LoopClient, message: str) -> None:
@@ -416,10 +441,18 @@ def _drive_part(
         c.new_lifecycle()
         send(c, None)
 
-    for c in loop:
+    start = time.perf_counter()
+    for k, c in enumerate(loop):
+        c.index = k
+        if interval is not None:
+            c.due = start + interval * ((first + k) / total - 1)  # ``send`` adds one interval
         send(c, None)
     while selector.get_map():
-        for key, _ in selector.select(timeout=60):
+        now = time.perf_counter()
+        while due and due[0][0] <= now:
+            put(loop[heapq.heappop(due)[1]])
+        wait = 60.0 if not due else max(0.0, due[0][0] - time.perf_counter())
+        for key, _ in selector.select(timeout=wait):
             c = key.data
             try:
                 chunk = c.sock.recv(65536)
@@ -474,22 +507,32 @@ def by_second(answered: list[tuple[float, float]], started: float, elapsed: floa
 
 
 def drive(
-    port: int, clients: int, seconds: float, process: str, processes: int = 1, in_step: bool = False
+    port: int,
+    clients: int,
+    seconds: float,
+    process: str,
+    processes: int = 1,
+    in_step: bool = False,
+    rate: float | None = None,
 ) -> Drive:
     """``clients`` keep-alive clients spread over ``processes`` load-generator processes, all logged in
-    before the common start; completed tasks per second and latencies."""
+    before the common start; completed tasks per second and latencies. With ``rate`` (tasks a second),
+    the clients are paced to offer that many between them (``_drive_part``); without, a closed loop."""
     processes = max(1, min(processes, clients))
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(processes + 1)
     stop_at = context.Value("d", float("inf"))
     results = context.Queue()
     share, extra = divmod(clients, processes)
+    interval = None  # paced: seconds between one client's requests
+    if rate is not None:
+        interval = clients * len(PROCESS_STEPS[process]) / (rate * lifecycle_requests(process))
     workers, first = [], 0
     for k in range(processes):
         n = share + (1 if k < extra else 0)
         proc = context.Process(
             target=_drive_part,
-            args=(port, first, n, barrier, stop_at, results, process, in_step),
+            args=(port, first, n, barrier, stop_at, results, process, in_step, interval, clients),
             daemon=True,
         )
         proc.start()
@@ -597,18 +640,42 @@ def run_backend(
     try:
         http_cost, service_cost = step_costs(port, args.serial_rounds, service)
         run = drive(port, args.clients, args.seconds, args.process, args.client_processes, args.in_step)
+        paced = None
+        if args.rate is not None:
+            paced = drive(
+                port, args.clients, args.seconds, args.process, args.client_processes, args.in_step, args.rate
+            )
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    stats, rate = run.stats, run.rate
-    everything = [v for values in stats.values() for v in values]
     print(
         f"{name}: {args.process} lifecycles ({len(PROCESS_STEPS[args.process])} tasks, "
         f"{lifecycle_requests(args.process)} requests), {args.clients} clients × {args.seconds:g} s, "
         f"gunicorn {args.workers} workers of {WORKER_CLASSES[args.worker_class]}"
         + (f" × {args.threads} threads" if args.worker_class == "gthread" else "")
     )
-    print(f"  completed tasks/s: {rate:.1f}")
+    print(f"  completed tasks/s: {run.rate:.1f}")
+    p99 = report(run)
+    print(
+        f"  one step (claim or complete), one client: over HTTP {http_cost:.2f} ms, "
+        f"in-process {service_cost:.2f} ms"
+    )
+    if paced is not None:
+        print(
+            f"  paced: the {args.clients} clients offering {args.rate:g} tasks/s, "
+            f"latency from each request's scheduled instant; completed tasks/s: {paced.rate:.1f}"
+        )
+        paced_p99 = report(paced)
+        print(
+            f"PACED {name} offered_tasks_per_s={args.rate:g} tasks_per_s={paced.rate:.1f}"
+            f" p99_ms={paced_p99:.1f}"
+        )
+    return run.rate, p99, http_cost, service_cost
+
+
+def report(run: Drive) -> float:
+    """Print a run's latencies by endpoint and second by second; returns the p99 of all its answers."""
+    stats = run.stats
     for label in ("intake", "list", "case", "claim", "complete"):
         values = stats.get(label, [])
         if values:
@@ -616,11 +683,10 @@ def run_backend(
                 f"  {label:<9} n={len(values):>6}  "
                 f"p50 {pct(values, 0.5):7.1f} ms  p99 {pct(values, 0.99):7.1f} ms"
             )
+    everything = [v for values in stats.values() for v in values]
     p99 = pct(everything, 0.99) if everything else float("nan")
-    print(
-        f"  all       n={len(everything):>6}  p99 {p99:.1f} ms;  one step (claim or complete), one client: "
-        f"over HTTP {http_cost:.2f} ms, in-process {service_cost:.2f} ms"
-    )
+    p50 = pct(everything, 0.5) if everything else float("nan")
+    print(f"  all       n={len(everything):>6}  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms")
     if run.seconds:
         answers = sorted(second.answers for second in run.seconds)
         slowest = min(run.seconds, key=lambda second: second.answers)
@@ -630,7 +696,7 @@ def run_backend(
             f"fewest {slowest.answers} (longest answer then {slowest.longest_ms:.0f} ms); "
             f"longest answer of the run {worst.longest_ms:.0f} ms (in a second of {worst.answers} answers)"
         )
-    return rate, p99, http_cost, service_cost
+    return p99
 
 
 def main() -> None:
@@ -655,7 +721,16 @@ def main() -> None:
         action="store_true",
         help="every client starts at intake at the same instant (they then move through lifecycles in step)",
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        metavar="TASKS_PER_S",
+        help="after the closed loop, a second run on the same server with the clients paced to offer this "
+        "many completed tasks a second between them: latency at that load, not at saturation",
+    )
     args = parser.parse_args()
+    if args.rate is not None and not 0 < args.rate <= 10_000:
+        parser.error("--rate must be above 0 and at most 10000 tasks a second")
     args.clients = max(1, min(args.clients, 200))
     args.seconds = max(1.0, min(args.seconds, 120.0))
 

@@ -46,6 +46,24 @@ def test_the_api_load_bench_completes_lifecycles_without_failed_requests(process
     assert seconds is not None and int(seconds.group(1)) >= 1 and int(seconds.group(3)) > 0, out
 
 
+def test_the_api_load_bench_paces_its_clients_to_the_rate_asked() -> None:
+    """``--rate``: after the closed loop, the clients offer the rate asked on a schedule. 4 clients
+    offering 14 tasks/s (48 requests/s: one every 83 ms each) for 3 s complete about 14 a second; a
+    closed loop on the same server completes far more."""
+    out = _bench(
+        "api_load.py", "--process", "work_order", "--rate", "14",
+        *("--clients", "4", "--seconds", "3", "--serial-rounds", "2"),
+    )  # fmt: skip
+    assert "failed requests" not in out, out
+    paced = r"^PACED sqlite offered_tasks_per_s=14 tasks_per_s=([0-9.]+) p99_ms=[0-9.]+$"
+    found = re.search(paced, out, re.M)
+    assert found is not None, out
+    closed = re.search(r"^RESULT tasks_per_s=([0-9.]+) ", out, re.M)
+    assert closed is not None, out
+    assert 7 <= float(found.group(1)) <= 15, out  # whole lifecycles only, and the run's ends
+    assert float(closed.group(1)) > 2 * float(found.group(1)), out
+
+
 def test_the_org_lookups_bench_runs_at_both_sizes() -> None:
     """``bench/org_lookups.py --quick``: both organisations are built and every lookup is timed."""
     out = _bench("org_lookups.py", "--quick")
