@@ -213,6 +213,15 @@ def serve(ctx: Ctx, host: str, port: int, no_demo: bool) -> None:
 # --- cases and tasks ------------------------------------------------------------------------------
 
 
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _strict_json(text: str) -> object:
+    """``json.loads`` without Python's ``NaN``/``Infinity``: JSON has no such numbers."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
 def _parse_vars(pairs: tuple[str, ...]) -> dict[str, object]:
     out: dict[str, object] = {}
     for pair in pairs:
@@ -220,7 +229,7 @@ def _parse_vars(pairs: tuple[str, ...]) -> dict[str, object]:
         if not sep or not key.isidentifier():
             raise InvalidInput("cli.bad_variable", f"--var takes NAME=VALUE, got '{pair}'", {"value": pair})
         try:
-            out[key] = json.loads(value)
+            out[key] = _strict_json(value)
         except ValueError:
             out[key] = value
     return out
@@ -228,7 +237,7 @@ def _parse_vars(pairs: tuple[str, ...]) -> dict[str, object]:
 
 def _parse_json(text: str) -> dict[str, object]:
     try:
-        data = json.loads(text)
+        data = _strict_json(text)
     except ValueError as err:
         raise InvalidInput("cli.bad_json", f"--data is not valid JSON: {err}", {}) from None
     if not isinstance(data, dict):

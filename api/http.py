@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from flask import Flask, Response, current_app, g, request
@@ -87,24 +88,40 @@ def check_media_type() -> None:
         )
 
 
-def _has_nul(value: object) -> bool:
+def _unstorable(value: object) -> str | None:
+    """What in a JSON body no store can hold: ``"nul"`` (a NUL character in a text), ``"non_finite"``
+    (``NaN``, ``Infinity`` or ``-Infinity``, which Python's reader takes but JSON has no such numbers,
+    and PostgreSQL's ``json`` refuses them); None when there is neither."""
     if isinstance(value, str):
-        return "\x00" in value
+        return "nul" if "\x00" in value else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "non_finite"
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+        items: Iterable[object] = (x for pair in value.items() for x in pair)
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        found = _unstorable(item)
+        if found is not None:
+            return found
+    return None
 
 
-def reject_nul_characters() -> None:
-    """NUL characters are never data here, and PostgreSQL text cannot hold them: 422 up front, for
-    every query value and JSON body, before any view or schema sees them."""
-    found = any(_has_nul(k) or _has_nul(v) for k, v in request.args.items(multi=True))
-    if not found and request.method in _UNSAFE and request.mimetype == JSON and _has_body():
-        found = _has_nul(request.get_json(silent=True))
-    if found:
+def reject_unstorable_values() -> None:
+    """NUL characters are never data here, and PostgreSQL text cannot hold them; JSON has no ``NaN``
+    or infinite numbers. 422 up front, for every query value and JSON body, before any view or schema
+    sees them (a form's number field would otherwise take them, and PostgreSQL refuse the step)."""
+    found = _unstorable([text for pair in request.args.items(multi=True) for text in pair])
+    if found is None and request.method in _UNSAFE and request.mimetype == JSON and _has_body():
+        found = _unstorable(request.get_json(silent=True))
+    if found == "nul":
         raise ApiError(422, "request.nul_character", "text may not contain NUL (\\u0000) characters", {})
+    if found == "non_finite":
+        raise ApiError(
+            422, "request.non_finite_number", "numbers must be finite: JSON has no NaN or Infinity", {}
+        )
 
 
 def assign_request_id() -> None:
@@ -141,5 +158,5 @@ def init_app(app: Flask) -> None:
     app.url_map.converters["id"] = IdConverter
     app.before_request(assign_request_id)
     app.before_request(check_media_type)
-    app.before_request(reject_nul_characters)
+    app.before_request(reject_unstorable_values)
     app.after_request(add_request_id)

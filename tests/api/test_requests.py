@@ -165,6 +165,41 @@ def test_fifty_concurrent_claims_of_one_task_give_exactly_one_200_and_49_409s(
     assert {code for s, code in statuses if s == 409} == {"task.already_claimed"}
 
 
+def test_nan_and_infinity_are_refused_up_front_and_the_task_stays_ready(
+    client: FlaskClient, tokens: Tokens, api_rt: Runtime, world: World
+) -> None:
+    """JSON has no NaN or Infinity, but Python's reader takes them (and its writer writes them). A form's
+    number field took one: on PostgreSQL the step then failed with a 500 when its audit event was
+    stored, on SQLite the NaN was kept in the case. Now 422 before any view sees the body."""
+    auth = tokens["dept_urban_1"]
+    task = ready_task(api_rt, world["D"], "handle")
+    assert client.post(f"/api/tasks/{task}/claim", headers=auth).status_code == 200
+    version = client.get(f"/api/cases/{world['D']}", headers=auth).get_json()["version"]
+    for number in (float("nan"), float("inf"), float("-inf")):  # json.dumps writes NaN, Infinity, -Infinity
+        got = client.post(
+            f"/api/tasks/{task}/complete",
+            data=json.dumps({"data": {"result": "已处置", "hours_spent": number}}),
+            content_type="application/json",
+            headers=auth,
+        )
+        assert got.status_code == 422 and got.get_json()["code"] == "request.non_finite_number", got.data
+    reporter = {"name": "彭", "phone": "13912345678", "scores": [1.5, float("nan")]}
+    nested = client.post(
+        "/api/cases",
+        data=json.dumps({**INTAKE, "reporter": reporter}),
+        content_type="application/json",
+        headers=tokens["gw_g1"],
+    )
+    assert nested.status_code == 422 and nested.get_json()["code"] == "request.non_finite_number"
+    case = client.get(f"/api/cases/{world['D']}", headers=auth).get_json()
+    assert case["version"] == version
+    assert [t["state"] for t in case["tasks"] if t["id"] == task] == ["ready"]
+    done = client.post(
+        f"/api/tasks/{task}/complete", json={"data": {"result": "已处置", "hours_spent": 1.5}}, headers=auth
+    )
+    assert done.status_code == 200, done.data
+
+
 def test_nul_characters_are_refused_up_front_on_both_databases_and_nothing_is_stored(
     client: FlaskClient, tokens: Tokens
 ) -> None:
