@@ -89,11 +89,19 @@ def check_media_type() -> None:
 
 
 def _unstorable(value: object) -> str | None:
-    """What in a JSON body no store can hold: ``"nul"`` (a NUL character in a text), ``"non_finite"``
+    """What in a JSON body no store can hold: ``"nul"`` (a NUL character in a text), ``"surrogate"`` (a
+    lone ``\\ud800``–``\\udfff`` escape: half a character, which has no UTF-8), ``"non_finite"``
     (``NaN``, ``Infinity`` or ``-Infinity``, which Python's reader takes but JSON has no such numbers,
-    and PostgreSQL's ``json`` refuses them); None when there is neither."""
+    and PostgreSQL's ``json`` refuses them); None when there is none of these."""
     if isinstance(value, str):
-        return "nul" if "\x00" in value else None
+        if "\x00" in value:
+            return "nul"
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                return "surrogate"
+        return None
     if isinstance(value, float):
         return None if math.isfinite(value) else "non_finite"
     if isinstance(value, dict):
@@ -110,18 +118,26 @@ def _unstorable(value: object) -> str | None:
 
 
 def reject_unstorable_values() -> None:
-    """NUL characters are never data here, and PostgreSQL text cannot hold them; JSON has no ``NaN``
-    or infinite numbers. 422 up front, for every query value and JSON body, before any view or schema
-    sees them (a form's number field would otherwise take them, and PostgreSQL refuse the step)."""
+    """NUL characters are never data here, and PostgreSQL text cannot hold them; half a surrogate pair
+    cannot be written to either database; JSON has no ``NaN`` or infinite numbers. 422 up front, for
+    every query value and JSON body, before any view or schema sees them (they failed the step's write
+    with a 500, or a form's number field kept a NaN)."""
     found = _unstorable([text for pair in request.args.items(multi=True) for text in pair])
     if found is None and request.method in _UNSAFE and request.mimetype == JSON and _has_body():
         found = _unstorable(request.get_json(silent=True))
-    if found == "nul":
-        raise ApiError(422, "request.nul_character", "text may not contain NUL (\\u0000) characters", {})
-    if found == "non_finite":
-        raise ApiError(
-            422, "request.non_finite_number", "numbers must be finite: JSON has no NaN or Infinity", {}
-        )
+    if found is not None:
+        code, message = _REFUSED[found]
+        raise ApiError(422, code, message, {})
+
+
+_REFUSED = {  # what ``_unstorable`` found -> the error code and message of the 422
+    "nul": ("request.nul_character", "text may not contain NUL (\\u0000) characters"),
+    "surrogate": (
+        "request.invalid_unicode",
+        "text must be Unicode characters: a \\ud800-\\udfff escape must be one of a pair",
+    ),
+    "non_finite": ("request.non_finite_number", "numbers must be finite: JSON has no NaN or Infinity"),
+}
 
 
 def assign_request_id() -> None:

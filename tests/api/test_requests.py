@@ -200,6 +200,27 @@ def test_nan_and_infinity_are_refused_up_front_and_the_task_stays_ready(
     assert done.status_code == 200, done.data
 
 
+def test_half_a_surrogate_pair_is_refused_up_front_and_a_whole_pair_is_taken(
+    client: FlaskClient, tokens: Tokens
+) -> None:
+    """A lone ``\\ud800`` escape is valid JSON text but half a character, which neither database can
+    store: the intake failed with a 500 when its row was written. A pair (an emoji) is one character."""
+    auth = tokens["gw_g1"]
+    for title in ("楼道\ud800堆物", "楼道\udfff", "\ude00\ud83d"):  # json.dumps writes them as escapes
+        got = client.post(
+            "/api/cases",
+            data=json.dumps({**INTAKE, "title": title}),
+            content_type="application/json",
+            headers=auth,
+        )
+        assert got.status_code == 422 and got.get_json()["code"] == "request.invalid_unicode", got.data
+    assert case_count(client, tokens) == 0
+    paired = json.dumps({**INTAKE, "title": "楼道堆物 \ud83d\ude00"})
+    assert "\\ud83d\\ude00" in paired
+    got = client.post("/api/cases", data=paired, content_type="application/json", headers=auth)
+    assert got.status_code == 201 and got.get_json()["title"] == "楼道堆物 \U0001f600"
+
+
 def test_nul_characters_are_refused_up_front_on_both_databases_and_nothing_is_stored(
     client: FlaskClient, tokens: Tokens
 ) -> None:
