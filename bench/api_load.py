@@ -329,8 +329,9 @@ class LoopClient:
         self.buffer = b""
         self.label = ""
         self.request: Request | None = None  # the next request, sent when it is due
-        self.due = 0.0  # perf_counter instant the next request is due (closed loop: when it is sent)
-        self.sent_at = 0.0  # the instant its latency is timed from: when it was due
+        # perf_counter instant the next request is due (closed loop: when it is sent); its latency is
+        # timed from this instant
+        self.due = 0.0
         self.index = 0  # its place in its load generator's list of clients
 
     def connect(self, greet: bool = False) -> socket.socket:
@@ -421,15 +422,15 @@ def _drive_part(
                 answer = None
         if interval is None:
             c.due = time.perf_counter()
-            put(c)
+            transmit(c)
         else:
             c.due += interval
             heapq.heappush(due, (c.due, c.index))
 
-    def put(c: LoopClient) -> None:
+    def transmit(c: LoopClient) -> None:
+        """Send ``c``'s next request now, its latency timed from the instant it was due."""
         assert c.sock is not None and c.request is not None
         c.label, method, path, body, token = c.request
-        c.sent_at = c.due
         c.sock.sendall(encode_request(method, path, body, token))
 
     def fail(c: LoopClient, message: str) -> None:
@@ -450,7 +451,7 @@ def _drive_part(
     while selector.get_map():
         now = time.perf_counter()
         while due and due[0][0] <= now:
-            put(loop[heapq.heappop(due)[1]])
+            transmit(loop[heapq.heappop(due)[1]])
         wait = 60.0 if not due else max(0.0, due[0][0] - time.perf_counter())
         for key, _ in selector.select(timeout=wait):
             c = key.data
@@ -463,7 +464,7 @@ def _drive_part(
                 if answer is None:
                     continue
                 status, data, c.buffer, closes = answer
-                took = time.perf_counter() - c.sent_at
+                took = time.perf_counter() - c.due
                 stats[c.label].append(took)
                 answered.append((time.time(), took))
                 if closes:
