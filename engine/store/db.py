@@ -11,6 +11,11 @@ SQLite's own lock is then free at once, and is polled for only when a writer out
 
 Commits on SQLite only append to the write-ahead log: copying it into the database file (a
 checkpoint) is left to ``Checkpointer``, a thread of the process, not done inside a commit.
+
+A pooled PostgreSQL connection is checked before use only when it may have died: when it has lain in
+the pool for ``PING_AFTER_IDLE_S`` or more, or when the server has sent it something since it was
+returned (a server that shuts down or ends a session sends a last message and closes the socket).
+Otherwise it is used as it is: a ping before every transaction was a round trip of every request.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import os
 import random
+import select
 import sqlite3
 import threading
 import time
@@ -29,7 +35,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
-from sqlalchemy.pool import NullPool
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from engine.errors import Conflict
 from engine.store import fastsql
@@ -76,6 +83,8 @@ WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes of WAL file kept once a checkpoint ha
 CHECKPOINT_EVERY_S = 0.25  # how often the checkpointer looks for committed writes to copy
 CHECKPOINTER_IDLE_S = 10.0  # with no commit for this long, its thread ends (the next commit starts one)
 WRITER_WAIT_S = 30.0  # how long a writer waits for SQLite's single write lock before giving up
+PING_AFTER_IDLE_S = 10.0  # a pooled PostgreSQL connection unused this long is pinged before use
+_RETURNED_AT = "gridcase.returned_at"  # pool entry info: monotonic instant the connection came back
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -125,6 +134,36 @@ def _send_held_writes_in_order(engine: Engine) -> None:
     event.listen(engine, "before_cursor_execute", before_statement)
     event.listen(engine, "commit", lambda conn: fastsql.send_held(conn, commit=True))
     event.listen(engine, "rollback", fastsql.drop_held)
+
+
+def _ping_when_in_doubt(engine: Engine) -> None:
+    """Ping a pooled connection at checkout only if it lay idle ``PING_AFTER_IDLE_S`` or its socket has
+    something to read (the server's goodbye); a failed ping makes the pool replace the connection."""
+
+    def returned(_dbapi_connection: Any, entry: ConnectionPoolEntry) -> None:
+        entry.info[_RETURNED_AT] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, entry: ConnectionPoolEntry, _proxy: Any) -> None:
+        returned_at = entry.info.get(_RETURNED_AT)
+        if returned_at is None:  # connected just now for this checkout
+            return
+        if time.monotonic() - returned_at < PING_AFTER_IDLE_S and not _readable(dbapi_connection):
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as err:
+            raise DisconnectionError(f"the pooled connection failed its ping: {err}") from err
+
+    event.listen(engine, "checkin", returned)
+    event.listen(engine, "checkout", checkout)
+
+
+def _readable(dbapi_connection: Any) -> bool:
+    """Whether an idle connection's socket has data or end-of-file waiting (it should have neither)."""
+    try:
+        return bool(select.select([dbapi_connection.fileno()], [], [], 0)[0])
+    except (OSError, ValueError):  # closed already: the ping fails and the pool reconnects
+        return True
 
 
 def _sqlite_file(url: str) -> str | None:
@@ -248,11 +287,10 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             if ":memory:" in url or url in ("sqlite://", "sqlite:///"):
                 raise ValueError("use a file for SQLite: the engine needs WAL and several connections")
-        else:
-            kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)
         if not self.is_sqlite:
             _send_held_writes_in_order(self.engine)
+            _ping_when_in_doubt(self.engine)
         self._writer = threading.RLock() if self.is_sqlite else None
         self._depth = 0
         self._lock_fd = _writer_lock_file(url) if self.is_sqlite else None

@@ -5,10 +5,11 @@ on SQLite, statements on their own on PostgreSQL, and a write after them still a
 
 from __future__ import annotations
 
+import select as os_select
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from engine.errors import Conflict
 from engine.store import db as db_module
 from engine.store.db import Database
 from engine.store.models import login_failure
-from tests.conftest import START
+from tests.conftest import START, fresh_database, postgres_url
 
 
 def hold_write_lock(database: Database, seconds: float, started: threading.Event) -> None:
@@ -245,3 +246,63 @@ def test_a_write_on_a_connection_a_read_had_is_still_all_or_nothing(db: Database
         assert pooled.engine.pool.checkedin() == 1  # one connection served all three
     finally:
         pooled.dispose()
+
+
+@pytest.fixture
+def pooled_pg(tmp_path: Path) -> Iterator[Database]:
+    """The app's kind of handle (a pool) on PostgreSQL: SQLite has no server to lose."""
+    fresh_database("postgresql", tmp_path).dispose()
+    pooled = Database(postgres_url() or "")
+    yield pooled
+    pooled.dispose()
+
+
+def _backend(database: Database) -> tuple[int, int]:
+    """The server process of the pooled connection a read gets, and that connection's socket."""
+    with database.read() as conn:
+        pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        return pid, int(conn.connection.dbapi_connection.fileno())  # type: ignore[union-attr]
+
+
+def _counting_pings(database: Database, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    pings: list[int] = []
+    ping = database.engine.dialect.do_ping
+
+    def counted(dbapi_connection: Any) -> bool:
+        pings.append(1)
+        return ping(dbapi_connection)
+
+    monkeypatch.setattr(database.engine.dialect, "do_ping", counted)
+    return pings
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_the_server_ended_is_replaced_at_its_next_use(pooled_pg: Database) -> None:
+    """PostgreSQL restarted, or an administrator ended the session: the server says goodbye on the idle
+    connection's socket, and the next checkout pings it, finds it dead and takes a new one (before, the
+    request failed with a 500)."""
+    first, sock = _backend(pooled_pg)
+    admin = Database.for_tests(pooled_pg.url)  # a connection of its own ends the pooled one's session
+    with admin.engine.begin() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first}).scalar_one()
+    admin.dispose()
+    assert os_select.select([sock], [], [], 10)[0], "the server's goodbye did not arrive"
+    second, _ = _backend(pooled_pg)
+    assert second != first
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_is_pinged_only_after_lying_idle(
+    pooled_pg: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection back from its last use moments ago goes straight to work: a ping is a round trip of
+    every request. One idle for ``PING_AFTER_IDLE_S`` is pinged first (a silent network drop sends no
+    goodbye)."""
+    _backend(pooled_pg)  # the connection is made (a new one needs no ping) and returned
+    pings = _counting_pings(pooled_pg, monkeypatch)
+    for _ in range(3):
+        _backend(pooled_pg)
+    assert pings == []
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_S", 0.0)
+    _backend(pooled_pg)
+    assert pings == [1]

@@ -228,8 +228,8 @@ def _traced(db: Database, work: Callable[[], object]) -> int:
 @pytest.mark.postgres
 def test_on_postgresql_a_claim_is_three_round_trips_and_a_case_file_one(pg: Database) -> None:
     """The claim: its BEGIN with the lock and the task's row; whether the actor may take the task; its
-    writes with the COMMIT. The case file: its five queries. (The pool's ``pool_pre_ping`` adds one to
-    each in the app; this handle pings nothing.)"""
+    writes with the COMMIT. The case file: its five queries. (The app's pool adds a ping only for a
+    connection that lay idle or heard from the server: ``test_db``.)"""
     rt = Runtime(db=pg, clock=FixedClock(START))
     with pg.write() as conn:
         load_demo_org(conn, now=rt.now(), password_for=lambda _p: "pw")
