@@ -24,6 +24,11 @@ Acting. ``may_act`` is true when the person (active) holds the role in the task'
 subtree; the audit event records who actually acted. Nobody else may act, not even a supervisor of a
 sibling subtree or a holder of the same role in a parent unit.
 
+Remembered answers. ``Lookups`` answers ``may_act``, ``resolve_assignment`` and ``working_hours_of``
+for steps from memory while the organisation stays as it was: triggers move ``org_revision`` on every
+change to units, memberships and people's ``active`` (migration 0011), a step reads it with its lock,
+and an answer is kept only under the revision it was found at.
+
 Scopes. ``scope_paths`` lists the unit paths whose subtree a person may see: the path of every unit
 they hold a role in, except ``resident`` (a resident sees their own cases, not their grid's), with
 paths already covered by a shorter one dropped.
@@ -32,10 +37,11 @@ paths already covered by a shorter one dropped.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -57,6 +63,7 @@ __all__ = [
     "ROLE_UNIT_KINDS",
     "UNIT_KINDS",
     "UNIT_KIND_LABELS",
+    "Lookups",
     "Membership",
     "PersonRow",
     "UnitRow",
@@ -514,3 +521,71 @@ def scope_paths(conn: Connection, person_id: str) -> list[str]:
         if not any(p.startswith(k) for k in kept):
             kept.append(p)
     return sorted(kept)
+
+
+# ------------------------------------------------------------------------------------ remembered answers
+
+_T = TypeVar("_T")
+
+
+class Lookups:
+    """The organisation lookups of steps, each answer kept for as long as the organisation is unchanged.
+
+    ``revision`` is ``org_revision.n`` as the step read it with its lock (``None``: not known, the
+    lookup goes to the database). Answers found under one revision are dropped when a step shows up
+    with another, so a membership ended or a unit's hours changed count from the next step on, in every
+    process; an answer is stored only under the revision it was asked at. At most ``capacity`` answers
+    are kept (then all are dropped and found again). Shared by the threads of a process."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity
+        self._revision: int | None = None
+        self._answers: dict[Hashable, object] = {}
+        self._lock = threading.Lock()
+
+    def may_act(
+        self, conn: Connection, revision: int | None, *, person_id: str, role: str, org_unit_id: str
+    ) -> bool:
+        return self._answer(
+            revision,
+            ("may_act", person_id, role, org_unit_id),
+            lambda: may_act(conn, person_id=person_id, role=role, org_unit_id=org_unit_id),
+        )
+
+    def resolve_assignment(
+        self,
+        conn: Connection,
+        revision: int | None,
+        *,
+        role: str,
+        grid_id: str,
+        unit_hint: str | None = None,
+        within_district: bool = False,
+    ) -> str | None:
+        return self._answer(
+            revision,
+            ("assign", role, grid_id, unit_hint, within_district),
+            lambda: resolve_assignment(
+                conn, role=role, grid_id=grid_id, unit_hint=unit_hint, within_district=within_district
+            ),
+        )
+
+    def working_hours_of(self, conn: Connection, revision: int | None, unit_id: str | None) -> str | None:
+        return self._answer(revision, ("hours", unit_id), lambda: working_hours_of(conn, unit_id))
+
+    def _answer(self, revision: int | None, key: Hashable, find: Callable[[], _T]) -> _T:
+        if revision is None:
+            return find()
+        with self._lock:
+            if revision != self._revision:
+                self._answers.clear()
+                self._revision = revision
+            elif key in self._answers:
+                return self._answers[key]  # type: ignore[return-value]
+        answer = find()  # an error (an unknown grid, say) is raised, not kept
+        with self._lock:
+            if revision == self._revision:
+                if len(self._answers) >= self.capacity:
+                    self._answers.clear()
+                self._answers[key] = answer
+        return answer

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
-from engine import audit, orgs, sla
+from engine import audit, sla
 from engine.runtime import Step
 from engine.specs import lane_role
 from engine.store import fastsql
@@ -183,9 +183,7 @@ def _assign_unit(step: Step, role: str, data: dict[str, object]) -> str | None:
     grid = step.case.grid_id or hint
     if grid is None:
         return None
-    return orgs.resolve_assignment(
-        step.conn, role=role, grid_id=str(grid), unit_hint=hint, within_district=role in DISTRICT_WIDE_ROLES
-    )
+    return step.resolve_assignment(role, str(grid), hint, role in DISTRICT_WIDE_ROLES)
 
 
 def _refresh_timers(step: Step) -> None:

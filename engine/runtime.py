@@ -28,7 +28,7 @@ from types import SimpleNamespace
 
 from sqlalchemy import Connection, select, update
 
-from engine import spiff
+from engine import orgs, spiff
 from engine.calendar import WorkCalendar
 from engine.clock import Clock, FixedClock, SystemClock
 from engine.errors import Conflict, NotFound
@@ -199,6 +199,7 @@ class Runtime:
     sandbox: Sandbox = field(default_factory=Sandbox)
     specs: SpecCache = field(default_factory=SpecCache)
     workflows: WorkflowCache = field(default_factory=WorkflowCache)
+    org_lookups: orgs.Lookups = field(default_factory=orgs.Lookups)
     calendar: WorkCalendar = field(default_factory=default_calendar)
     wake_listeners: list[Callable[[datetime], None]] = field(default_factory=list)
 
@@ -257,6 +258,35 @@ class Step:
     def case_id(self) -> int:
         return int(self.case.id)
 
+    def may_act(self, person_id: str, role: str, org_unit_id: str) -> bool:
+        """``orgs.may_act``, answered from memory while the organisation is unchanged."""
+        return self.rt.org_lookups.may_act(
+            self.conn, self.org_revision, person_id=person_id, role=role, org_unit_id=org_unit_id
+        )
+
+    def resolve_assignment(
+        self, role: str, grid_id: str, unit_hint: str | None, within_district: bool
+    ) -> str | None:
+        """``orgs.resolve_assignment``, answered from memory while the organisation is unchanged."""
+        return self.rt.org_lookups.resolve_assignment(
+            self.conn,
+            self.org_revision,
+            role=role,
+            grid_id=grid_id,
+            unit_hint=unit_hint,
+            within_district=within_district,
+        )
+
+    def working_hours_of(self, unit_id: str | None) -> str | None:
+        """``orgs.working_hours_of``, answered from memory while the organisation is unchanged."""
+        return self.rt.org_lookups.working_hours_of(self.conn, self.org_revision, unit_id)
+
+    @property
+    def org_revision(self) -> int | None:
+        """Where the organisation's revision stood when the case was locked (None: the row is gone)."""
+        value = getattr(self.case, "org_revision", None)
+        return None if value is None else int(value)
+
 
 @dataclass(frozen=True, slots=True)
 class Early:
@@ -297,12 +327,14 @@ CASE_ROW = fastsql.Statement(  # one case row by id, read as Core reads it (also
     result_json=frozenset({"data"}),
     result_instants=_CASE_INSTANTS,
 )
-_LOCK = CASE_ROW
+# The lock's read of the case row also reads where the organisation's revision stands (``orgs.Lookups``).
+_ORG_REVISION = "(SELECT n FROM org_revision WHERE id = 1) AS org_revision"
+_LOCK = replace(CASE_ROW, sql=f'SELECT c.*, {_ORG_REVISION} FROM "case" c WHERE c.id = :case_id')
 _LOCK_FOR_UPDATE = replace(_LOCK, sql=_LOCK.sql + " FOR UPDATE")
-_LOCK_BY_TASK = fastsql.Statement(
-    'SELECT * FROM "case" WHERE id = (SELECT case_id FROM human_task WHERE id = :task_id)',
-    result_json=frozenset({"data"}),
-    result_instants=_CASE_INSTANTS,
+_LOCK_BY_TASK = replace(
+    CASE_ROW,
+    sql=f'SELECT c.*, {_ORG_REVISION} FROM "case" c'
+    " WHERE c.id = (SELECT case_id FROM human_task WHERE id = :task_id)",
 )
 _LOCK_BY_TASK_FOR_UPDATE = replace(_LOCK_BY_TASK, sql=_LOCK_BY_TASK.sql + " FOR UPDATE")
 TASK_ROW = fastsql.Statement(  # one human task's row by id

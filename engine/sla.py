@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
 
-from engine import audit, orgs, spiff
+from engine import audit, spiff
 from engine.calendar import (
     DEFAULT_HOURS,
     Duration,
@@ -364,7 +364,7 @@ def _key(policy: ClockPolicy | None) -> str | None:
 
 def _start_clock(step: Step, task: OpenTask, policy: ClockPolicy) -> None:
     calendar = step.rt.calendar
-    hours_text = orgs.working_hours_of(step.conn, task.unit)
+    hours_text = step.working_hours_of(task.unit)
     hours = hours_of(hours_text)
     kind, seconds = _seconds(parse_duration(policy.budget), calendar, hours)
     plan = schedule(

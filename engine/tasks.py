@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
-from engine import access, actions, audit, forms, orgs, reassignment, sla, spiff
+from engine import access, actions, audit, forms, reassignment, sla, spiff
 from engine.clock import Clock
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from engine.projection import enqueue, refresh, unit_variable
@@ -170,7 +170,7 @@ def _check_ready(m: TaskRow) -> None:
         raise Conflict(code, f"task '{m['name']}' is {m['state']}", {"task_id": m["id"], "state": m["state"]})
 
 
-def _check_actor(conn: Connection, m: TaskRow, actor: str) -> None:
+def _check_actor(current: Step, m: TaskRow, actor: str) -> None:
     _check_ready(m)
     if actor == SYSTEM_ACTOR:
         return
@@ -181,7 +181,7 @@ def _check_actor(conn: Connection, m: TaskRow, actor: str) -> None:
     allowed = (
         m["role"] is not None
         and m["org_unit_id"] is not None
-        and orgs.may_act(conn, person_id=actor, role=str(m["role"]), org_unit_id=str(m["org_unit_id"]))
+        and current.may_act(actor, str(m["role"]), str(m["org_unit_id"]))
     )
     if not allowed:
         raise PermissionDenied(
@@ -288,7 +288,7 @@ def _complete(
         early = run_early(rt, task_id, work)
     with step(rt, task_id=task_id, expected_version=expected_version, guard=guard) as current:
         task = _step_row(current, task_id)
-        _check_actor(current.conn, task, actor)
+        _check_actor(current, task, actor)
         form_key = task["form_key"]
         schema = current.spec.forms.get(str(form_key)) if form_key else None
         if form_key and schema is None:
@@ -446,7 +446,7 @@ def _set_assignee(
             )
         if assignee is None and before is None:
             raise Conflict("task.not_claimed", f"task '{task['name']}' is not claimed", {"task_id": task_id})
-        _check_actor(current.conn, task, actor)
+        _check_actor(current, task, actor)
         fastsql.execute(current.conn, _ASSIGN, {"a_id": task_id, "a_assignee": assignee})
         audit.record(
             current.conn,

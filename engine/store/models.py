@@ -12,6 +12,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
@@ -89,6 +90,16 @@ membership = Table(
     UniqueConstraint("person_id", "org_unit_id", "role", name="uq_membership_person_unit_role"),
     Index("ix_membership_unit_role", "org_unit_id", "role"),
     Index("ix_membership_role_unit", "role", "org_unit_id"),  # the district-wide roles' holders (司法所)
+)
+
+# One row: moved by triggers on every change of org_unit, membership and person.active (migration
+# 0011); ``engine.orgs.Lookups`` keeps its answers while it stays put.
+org_revision = Table(
+    "org_revision",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("n", BigInteger, nullable=False),
+    CheckConstraint("id = 1", name="one_row"),
 )
 
 spec_version = Table(

@@ -226,10 +226,11 @@ def _traced(db: Database, work: Callable[[], object]) -> int:
 
 
 @pytest.mark.postgres
-def test_on_postgresql_a_claim_is_three_round_trips_and_a_case_file_one(pg: Database) -> None:
-    """The claim: its BEGIN with the lock and the task's row; whether the actor may take the task; its
-    writes with the COMMIT. The case file: its five queries. (The app's pool adds a ping only for a
-    connection that lay idle or heard from the server: ``test_db``.)"""
+def test_on_postgresql_a_claim_is_three_round_trips_then_two_and_a_case_file_one(pg: Database) -> None:
+    """The claim: its BEGIN with the lock and the task's row; whether the actor may take the task (the
+    first time: then it is remembered); its writes with the COMMIT. The case file: its five queries.
+    (The app's pool adds a ping only for a connection that lay idle or heard from the server:
+    ``test_db``.)"""
     rt = Runtime(db=pg, clock=FixedClock(START))
     with pg.write() as conn:
         load_demo_org(conn, now=rt.now(), password_for=lambda _p: "pw")
@@ -241,3 +242,7 @@ def test_on_postgresql_a_claim_is_three_round_trips_and_a_case_file_one(pg: Data
     assert _traced(pg, lambda: tasks.claim_task(handle.id, rt=rt, actor="gw_g1")) == 3
     assert _traced(pg, lambda: search.case_file(who, case_id, rt=rt)) == 1
     assert [t.assignee_id for t in tasks.case_tasks(case_id, rt=rt)] == ["gw_g1"]
+    # the next claim by gw_g1 of a g1 task: whether they may act is remembered (``orgs.Lookups``)
+    other = cases.start_case("demo", rt=rt, actor="gw_g1", title="占道", kind="demo", grid_id="g1").id
+    [next_handle] = [t for t in tasks.case_tasks(other, rt=rt) if t.state == "ready"]
+    assert _traced(pg, lambda: tasks.claim_task(next_handle.id, rt=rt, actor="gw_g1")) == 2

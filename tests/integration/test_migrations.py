@@ -24,7 +24,7 @@ def test_migrating_to_head_gives_the_schema_of_the_models(db: Database) -> None:
 def test_migrating_twice_changes_nothing(db: Database) -> None:
     db.migrate()
     with db.engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0010"
+        assert MigrationContext.configure(conn).get_current_revision() == "0011"
 
 
 def _migrate(url: str, start: Any) -> None:
@@ -59,7 +59,7 @@ def test_processes_starting_together_on_a_new_database_take_turns_migrating(
     database = Database.for_tests(url)
     try:
         with database.engine.connect() as conn:
-            assert MigrationContext.configure(conn).get_current_revision() == "0010"
+            assert MigrationContext.configure(conn).get_current_revision() == "0011"
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     finally:
         database.dispose()
