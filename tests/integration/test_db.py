@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, insert, select, text
+from sqlalchemy.pool import QueuePool
 
 from engine.errors import Conflict
 from engine.store import db as db_module
@@ -243,7 +244,9 @@ def test_a_write_on_a_connection_a_read_had_is_still_all_or_nothing(db: Database
             raise RuntimeError("half-way")
         with pooled.read() as conn:
             assert conn.execute(select(func.count()).select_from(login_failure)).scalar() == 0
-        assert pooled.engine.pool.checkedin() == 1  # one connection served all three
+        pool = pooled.engine.pool
+        assert isinstance(pool, QueuePool)
+        assert pool.checkedin() == 1  # one connection served all three
     finally:
         pooled.dispose()
 

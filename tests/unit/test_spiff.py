@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def demo() -> spiff.ParsedProcess:
     return validation.processes["demo"]
 
 
-def complete(instance: spiff.Instance, spec_name: str, data: dict[str, object]) -> None:
+def complete(instance: spiff.Instance, spec_name: str, data: Mapping[str, object]) -> None:
     [task] = [t for t in instance.ready_user_tasks() if t.task_spec == spec_name]
     instance.complete_user_task(task.task_id, data, CLOCK)
 
