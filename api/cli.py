@@ -20,6 +20,7 @@ from pathlib import Path
 import click
 
 from api.config import Config
+from api.http import REFUSED, unstorable
 from engine import cases, sla_views, specs, tasks, timers
 from engine.calendar import WorkCalendar, WorkingHours, explain
 from engine.clock import SHANGHAI
@@ -65,7 +66,24 @@ def reported() -> Iterator[None]:
         sys.exit(1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group, refusing arguments that are not text before any command runs: bytes that are
+    not UTF-8 reach Python as half surrogate pairs, which no database can store (the step failed with a
+    traceback)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        for n, arg in enumerate(args, 1):
+            if unstorable(arg) is not None:
+                click.echo(
+                    f"error: cli.invalid_unicode: argument {n} is not UTF-8 text"
+                    " (check the terminal's or the script's encoding)",
+                    err=True,
+                )
+                ctx.exit(1)
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--db",
     envvar="GRIDCASE_DB",
@@ -217,9 +235,15 @@ def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _strict_json(text: str) -> object:
-    """``json.loads`` without Python's ``NaN``/``Infinity``: JSON has no such numbers."""
-    return json.loads(text, parse_constant=_no_constant)
+def _strict_json(text: str, what: str) -> object:
+    """``json.loads`` without Python's ``NaN``/``Infinity``: JSON has no such numbers. A value no store
+    can hold (``"\\u0000"``, half a surrogate pair) is refused (InvalidInput) with the API's reasons."""
+    value = json.loads(text, parse_constant=_no_constant)
+    found = unstorable(value)
+    if found is not None:
+        code, message = REFUSED[found]
+        raise InvalidInput(f"cli.{code}", f"{what}: {message}", {})
+    return value
 
 
 def _parse_vars(pairs: tuple[str, ...]) -> dict[str, object]:
@@ -229,7 +253,7 @@ def _parse_vars(pairs: tuple[str, ...]) -> dict[str, object]:
         if not sep or not key.isidentifier():
             raise InvalidInput("cli.bad_variable", f"--var takes NAME=VALUE, got '{pair}'", {"value": pair})
         try:
-            out[key] = _strict_json(value)
+            out[key] = _strict_json(value, f"--var {key}")
         except ValueError:
             out[key] = value
     return out
@@ -237,7 +261,7 @@ def _parse_vars(pairs: tuple[str, ...]) -> dict[str, object]:
 
 def _parse_json(text: str) -> dict[str, object]:
     try:
-        data = _strict_json(text)
+        data = _strict_json(text, "--data")
     except ValueError as err:
         raise InvalidInput("cli.bad_json", f"--data is not valid JSON: {err}", {}) from None
     if not isinstance(data, dict):

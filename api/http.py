@@ -88,11 +88,12 @@ def check_media_type() -> None:
         )
 
 
-def _unstorable(value: object) -> str | None:
-    """What in a JSON body no store can hold: ``"nul"`` (a NUL character in a text), ``"surrogate"`` (a
-    lone ``\\ud800``–``\\udfff`` escape: half a character, which has no UTF-8), ``"non_finite"``
-    (``NaN``, ``Infinity`` or ``-Infinity``, which Python's reader takes but JSON has no such numbers,
-    and PostgreSQL's ``json`` refuses them); None when there is none of these."""
+def unstorable(value: object) -> str | None:
+    """What in a JSON value (a request's body or query, a command's arguments) no store can hold:
+    ``"nul"`` (a NUL character in a text), ``"surrogate"`` (a lone ``\\ud800``–``\\udfff`` escape: half
+    a character, which has no UTF-8), ``"non_finite"`` (``NaN``, ``Infinity`` or ``-Infinity``, which
+    Python's reader takes but JSON has no such numbers, and PostgreSQL's ``json`` refuses them); None
+    when there is none of these."""
     if isinstance(value, str):
         if "\x00" in value:
             return "nul"
@@ -111,7 +112,7 @@ def _unstorable(value: object) -> str | None:
     else:
         return None
     for item in items:
-        found = _unstorable(item)
+        found = unstorable(item)
         if found is not None:
             return found
     return None
@@ -122,21 +123,21 @@ def reject_unstorable_values() -> None:
     cannot be written to either database; JSON has no ``NaN`` or infinite numbers. 422 up front, for
     every query value and JSON body, before any view or schema sees them (they failed the step's write
     with a 500, or a form's number field kept a NaN)."""
-    found = _unstorable([text for pair in request.args.items(multi=True) for text in pair])
+    found = unstorable([text for pair in request.args.items(multi=True) for text in pair])
     if found is None and request.method in _UNSAFE and request.mimetype == JSON and _has_body():
-        found = _unstorable(request.get_json(silent=True))
+        found = unstorable(request.get_json(silent=True))
     if found is not None:
-        code, message = _REFUSED[found]
-        raise ApiError(422, code, message, {})
+        code, message = REFUSED[found]
+        raise ApiError(422, f"request.{code}", message, {})
 
 
-_REFUSED = {  # what ``_unstorable`` found -> the error code and message of the 422
-    "nul": ("request.nul_character", "text may not contain NUL (\\u0000) characters"),
+REFUSED = {  # what ``unstorable`` found -> the last part of the error code, and the message (API, CLI)
+    "nul": ("nul_character", "text may not contain NUL (\\u0000) characters"),
     "surrogate": (
-        "request.invalid_unicode",
+        "invalid_unicode",
         "text must be Unicode characters: a \\ud800-\\udfff escape must be one of a pair",
     ),
-    "non_finite": ("request.non_finite_number", "numbers must be finite: JSON has no NaN or Infinity"),
+    "non_finite": ("non_finite_number", "numbers must be finite: JSON has no NaN or Infinity"),
 }
 
 

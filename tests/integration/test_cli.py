@@ -176,3 +176,30 @@ def test_task_reassign_and_return_from_the_command_line(tmp_path: Path) -> None:
         "x",
     )
     assert code == 1 and output.startswith("error: task.action_unsupported")
+
+
+def test_text_that_no_database_can_store_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 on the command line (here the 13th argument, after --db and its file)
+    reach Python as half surrogate pairs; a \\ud800 or \\u0000 escape in --data or --var JSON gives
+    the same. Each is one clear line and exit code 1 (it was a traceback from the database write), and
+    nothing is stored: the case started afterwards is the first."""
+    db = tmp_path / "u.db"
+    assert run(db, "demo")[0] == 0
+    start = ("case", "start", "work_order", "--grid", "g1", "--category", "garbage", "--as", "gw_g1")
+    not_utf8 = b"\xff\xfe".decode("utf-8", "surrogateescape")  # what Python makes of such bytes
+    code, output = run(db, *start, "--title", not_utf8)
+    assert code == 1 and output == "error: cli.invalid_unicode: argument 13 is not UTF-8 text" + (
+        " (check the terminal's or the script's encoding)\n"
+    )
+    code, output = run(db, *start, "--title", "占道", "--var", 'note="\\ud800"')
+    assert code == 1 and output.startswith("error: cli.invalid_unicode: --var note: text must be Unicode")
+    code, output = run(db, *start, "--title", "占道", "--var", 'note="a\\u0000b"')
+    assert code == 1 and output.startswith("error: cli.nul_character: --var note: text may not contain NUL")
+    assert "Traceback" not in output
+    code, output = run(db, *start, "--title", "占道 🚧")
+    assert code == 0 and "(id 1) started" in output, output
+    accept = _task_id(output, "accept")
+    code, output = run(
+        db, "task", "complete", accept, "--as", "community_c1", "--data", '{"decision": "\\udc00"}'
+    )
+    assert code == 1 and output.startswith("error: cli.invalid_unicode: --data: text must be Unicode")
