@@ -182,7 +182,7 @@ def _round_trip(
                     cursor.execute(write.sql, write.params)
             for statement, params in reads:
                 cursor.execute(statement, params)
-                results.append(([d[0] for d in cursor.description], cursor.fetchall()))
+                results.append((_column_names(cursor), cursor.fetchall()))
         finally:
             cursor.close()
         return results
@@ -191,6 +191,15 @@ def _round_trip(
         raise DBAPIError.instance(
             statement, None, err, conn.dialect.loaded_dbapi.Error, hide_parameters=True
         ) from err
+
+
+def _column_names(cursor: Any) -> list[str]:
+    """The names of a result's columns. psycopg's ``description`` builds a ``Column`` (with its type
+    looked up) for each: 22 µs for 18 columns, against under 2 µs for the names off the result."""
+    result = getattr(cursor, "pgresult", None)  # psycopg; sqlite3's description is plain tuples
+    if result is None:
+        return [d[0] for d in cursor.description]
+    return [result.fname(i).decode() for i in range(result.nfields)]
 
 
 def _pipelined(
@@ -228,7 +237,7 @@ def _pipelined(
             raise failed or err from None
         if failed is not None:
             raise failed
-        return [([d[0] for d in reader.description], reader.fetchall()) for reader in readers]
+        return [(_column_names(reader), reader.fetchall()) for reader in readers]
     finally:
         writer.close()
         for reader in readers:
