@@ -161,7 +161,9 @@ def _ping_when_in_doubt(engine: Engine) -> None:
 def _readable(dbapi_connection: Any) -> bool:
     """Whether an idle connection's socket has data or end-of-file waiting (it should have neither)."""
     try:
-        return bool(select.select([dbapi_connection.fileno()], [], [], 0)[0])
+        poller = select.poll()  # not select.select: that refuses descriptors above 1023
+        poller.register(dbapi_connection.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):  # closed already: the ping fails and the pool reconnects
         return True
 
