@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from engine.store.db import Database
 from engine.store.models import metadata
@@ -25,6 +25,16 @@ def test_migrating_twice_changes_nothing(db: Database) -> None:
     db.migrate()
     with db.engine.connect() as conn:
         assert MigrationContext.configure(conn).get_current_revision() == "0011"
+
+
+def test_a_migration_that_fails_half_way_leaves_none_of_its_changes(db: Database) -> None:
+    """Migrations run in one transaction on the engine ``alembic_config`` hands Alembic, although the
+    app's own PostgreSQL connections are in autocommit (a write sends its own BEGIN)."""
+    migrating = db.alembic_config().attributes["engine"]
+    with pytest.raises(RuntimeError), migrating.begin() as conn:
+        conn.execute(text("CREATE TABLE half_done (x INTEGER)"))
+        raise RuntimeError("the migration failed")
+    assert not inspect(db.engine).has_table("half_done")
 
 
 def _migrate(url: str, start: Any) -> None:
