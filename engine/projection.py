@@ -183,7 +183,14 @@ def _assign_unit(step: Step, role: str, data: dict[str, object]) -> str | None:
     grid = step.case.grid_id or hint
     if grid is None:
         return None
-    return step.resolve_assignment(role, str(grid), hint, role in DISTRICT_WIDE_ROLES)
+    return step.rt.org_lookups.resolve_assignment(
+        step.conn,
+        step.org_revision,
+        role=role,
+        grid_id=str(grid),
+        unit_hint=hint,
+        within_district=role in DISTRICT_WIDE_ROLES,
+    )
 
 
 def _refresh_timers(step: Step) -> None:

@@ -258,32 +258,10 @@ class Step:
     def case_id(self) -> int:
         return int(self.case.id)
 
-    def may_act(self, person_id: str, role: str, org_unit_id: str) -> bool:
-        """``orgs.may_act``, answered from memory while the organisation is unchanged."""
-        return self.rt.org_lookups.may_act(
-            self.conn, self.org_revision, person_id=person_id, role=role, org_unit_id=org_unit_id
-        )
-
-    def resolve_assignment(
-        self, role: str, grid_id: str, unit_hint: str | None, within_district: bool
-    ) -> str | None:
-        """``orgs.resolve_assignment``, answered from memory while the organisation is unchanged."""
-        return self.rt.org_lookups.resolve_assignment(
-            self.conn,
-            self.org_revision,
-            role=role,
-            grid_id=grid_id,
-            unit_hint=unit_hint,
-            within_district=within_district,
-        )
-
-    def working_hours_of(self, unit_id: str | None) -> str | None:
-        """``orgs.working_hours_of``, answered from memory while the organisation is unchanged."""
-        return self.rt.org_lookups.working_hours_of(self.conn, self.org_revision, unit_id)
-
     @property
     def org_revision(self) -> int | None:
-        """Where the organisation's revision stood when the case was locked (None: the row is gone)."""
+        """Where the organisation's revision stood when the case was locked (None: the row is gone): what
+        ``rt.org_lookups`` keeps its answers under."""
         value = getattr(self.case, "org_revision", None)
         return None if value is None else int(value)
 

@@ -364,7 +364,7 @@ def _key(policy: ClockPolicy | None) -> str | None:
 
 def _start_clock(step: Step, task: OpenTask, policy: ClockPolicy) -> None:
     calendar = step.rt.calendar
-    hours_text = step.working_hours_of(task.unit)
+    hours_text = step.rt.org_lookups.working_hours_of(step.conn, step.org_revision, task.unit)
     hours = hours_of(hours_text)
     kind, seconds = _seconds(parse_duration(policy.budget), calendar, hours)
     plan = schedule(

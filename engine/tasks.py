@@ -181,7 +181,13 @@ def _check_actor(current: Step, m: TaskRow, actor: str) -> None:
     allowed = (
         m["role"] is not None
         and m["org_unit_id"] is not None
-        and current.may_act(actor, str(m["role"]), str(m["org_unit_id"]))
+        and current.rt.org_lookups.may_act(
+            current.conn,
+            current.org_revision,
+            person_id=actor,
+            role=str(m["role"]),
+            org_unit_id=str(m["org_unit_id"]),
+        )
     )
     if not allowed:
         raise PermissionDenied(
